@@ -1,0 +1,278 @@
+"""Export a trained network to ONNX, with its metadata and a parity check.
+
+A siril-denoise model file is an ordinary ONNX model with one input
+``"input"`` and one output ``"output"``, both float32 ``(N, C, H, W)`` with
+dynamic batch, height and width, and one entry in ``metadata_props``: the key
+``"siril_denoise"`` holding a JSON object that says how the model was made and
+which data it fits (method, network, channels, CFA mode, normalisation and
+noise model, training summary), plus the fields added here:
+``format_version``, ``siril_denoise_version``, ``channels``, ``multiple``
+(spatial multiple the network needs) and ``onnx_opset``.
+
+torch is imported only inside :func:`export_onnx` and :func:`torch_callable`;
+:func:`read_metadata` works with onnx alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .errors import ModelError
+from .inference import CPU, FORMAT_VERSION, METADATA_KEY, _create_session, parse_metadata
+
+log = logging.getLogger("siril_denoise.export")
+
+#: Relative error (max |onnx - torch| / max |torch|) beyond which an export is refused.
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` did.
+
+    Attributes:
+        path: the written model file.
+        exporter: ``"dynamo"`` (torch.export based) or ``"torchscript"`` (legacy fall-back).
+        opset: ONNX opset of the default domain in the file.
+        size_bytes: file size.
+        seconds: wall time of the export, parity check included.
+        max_rel_error: worst parity error, max |onnx - torch| / max |torch|,
+            over the checked shapes; None when ``check=False``.
+        checked_shapes: input shapes of the parity check.
+    """
+
+    path: Path
+    exporter: str
+    opset: int
+    size_bytes: int
+    seconds: float
+    max_rel_error: float | None = None
+    checked_shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+
+def torch_callable(net: Any, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap a torch network as a numpy batch function ``(N, C, h, w) -> (N, C, h, w)``.
+
+    The network is put in eval mode; inference runs without autograd on
+    ``device``. Useful to drive :func:`siril_denoise.inference.run_tiled` with
+    torch for comparisons against onnxruntime.
+    """
+    import torch
+
+    net.eval()
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+            return net(x).float().cpu().numpy()
+
+    return fn
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Keep torch's exporter chatter (opset conversion notes, pass logs, deprecations) out of the user's log."""
+    names = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _export_dynamo(net: Any, example: Any, opset: int) -> Any:
+    import torch
+
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            net, (example,), dynamo=True, opset_version=opset, verbose=False,
+            input_names=["input"], output_names=["output"],
+            dynamic_shapes=({0: "batch", 2: "height", 3: "width"},))
+    return program.model_proto
+
+
+def _export_torchscript(net: Any, example: Any, opset: int) -> Any:
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with _quiet_exporter():
+        torch.onnx.export(net, (example,), buf, dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": axes, "output": axes})
+    return onnx.load_model_from_string(buf.getvalue())
+
+
+def _parity(model: bytes, net: Any, channels: int, multiple: int) -> tuple[float, list[tuple[int, ...]]]:
+    """Worst relative difference between onnxruntime (CPU) and torch on fresh random input."""
+    import torch
+
+    session = _create_session(model, [CPU])
+    rng = np.random.default_rng()
+    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
+    shapes = [(1, channels, up(48), up(80)), (2, channels, up(64), up(64))]
+    worst = 0.0
+    for shape in shapes:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        got = session.run(None, {"input": x})[0]
+        with torch.inference_mode():
+            want = net(torch.from_numpy(x)).numpy()
+        if got.shape != want.shape:
+            raise ModelError(f"The exported model returns shape {got.shape} for input {shape}; "
+                             f"torch returns {want.shape}.")
+        scale = max(float(np.abs(want).max()), 1e-12)
+        worst = max(worst, float(np.abs(got - want).max()) / scale)
+    return worst, shapes
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: dict,
+                opset: int = 17, check: bool = True) -> ExportReport:
+    """Export ``net`` to an ONNX file at ``path`` with dynamic batch, height and width.
+
+    Uses the torch.export-based ("dynamo") exporter, torch's default and
+    maintained path; if it raises, falls back to the legacy TorchScript
+    exporter. Both give the same graph for conv / pool / upsample / concat /
+    LeakyReLU networks. The caller's network is not modified (a CPU copy in
+    eval mode is exported).
+
+    Args:
+        net: ``torch.nn.Module`` mapping float32 ``(N, C, H, W)`` to the same
+            shape; its ``multiple`` attribute (default 1) gives the spatial
+            multiple it needs.
+        path: destination ``.onnx`` file; written atomically (temporary file
+            then rename), so it is either complete or absent.
+        channels: number of input/output planes ``C``.
+        metadata: JSON-serialisable dict describing the model; stored with
+            ``format_version``, ``siril_denoise_version``, ``channels``,
+            ``multiple`` and ``onnx_opset`` added.
+        opset: ONNX opset (at least 17).
+        check: compare onnxruntime (CPU) with torch on random input of two
+            shapes; a relative error above :data:`PARITY_TOLERANCE` raises.
+
+    Raises:
+        ModelError: the export or the parity check failed, or the file could
+            not be written; no file is left at ``path``.
+        ValueError: ``metadata`` is not JSON-serialisable or ``opset`` < 17.
+    """
+    import onnx
+    import torch
+
+    if opset < 17:
+        raise ValueError("opset must be at least 17")
+    t0 = time.perf_counter()
+    path = Path(path)
+    multiple = int(getattr(net, "multiple", 1))
+    meta = dict(metadata)
+    meta.update(format_version=FORMAT_VERSION, siril_denoise_version=__version__,
+                channels=int(channels), multiple=multiple, onnx_opset=opset)
+    try:
+        meta_json = json.dumps(meta, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
+
+    net = copy.deepcopy(net).cpu().float().eval()
+    side = multiple * max(2, -(-32 // multiple))
+    example = torch.randn(2, channels, side, side + multiple * max(1, -(-8 // multiple)))
+
+    try:
+        model, exporter = _export_dynamo(net, example, opset), "dynamo"
+    except Exception as exc:  # e.g. onnxscript missing, an op torch.export cannot trace
+        log.warning("The dynamo ONNX exporter failed (%s); using the TorchScript exporter.", exc)
+        try:
+            model, exporter = _export_torchscript(net, example, opset), "torchscript"
+        except Exception as exc2:
+            raise ModelError(f"Could not export the network to ONNX: {exc2}") from exc2
+
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=METADATA_KEY, value=meta_json)
+    data = model.SerializeToString()
+    file_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+
+    worst, shapes = None, []
+    if check:
+        worst, shapes = _parity(data, net, channels, multiple)
+        log.info("ONNX parity: max relative error %.2e over %s", worst, shapes)
+        if not worst <= PARITY_TOLERANCE:
+            raise ModelError(f"The exported model does not match the trained network "
+                             f"(relative error {worst:.2e} > {PARITY_TOLERANCE:.0e}); nothing was saved.")
+    try:
+        _write_atomic(path, data)
+    except OSError as exc:
+        raise ModelError(f"Could not write the model to {path}: {exc.strerror or exc}. "
+                         f"Check the free disk space and permissions.") from exc
+    return ExportReport(path=path, exporter=exporter, opset=file_opset, size_bytes=len(data),
+                        seconds=time.perf_counter() - t0, max_rel_error=worst, checked_shapes=shapes)
+
+
+def read_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict:
+    """Read the metadata dict of a siril-denoise ONNX model (a file path or the file's bytes).
+
+    Raises:
+        ModelError: the file is missing, unreadable, corrupt or truncated, or
+            is an ONNX model that siril-denoise did not write.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data, source = bytes(path_or_bytes), "the model"
+    else:
+        source = os.fspath(path_or_bytes)
+        try:
+            data = Path(source).read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelError(f"Model file not found: {source}") from exc
+        except OSError as exc:
+            raise ModelError(f"Cannot read the model file {source}: {exc.strerror or exc}") from exc
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{source} is not a valid ONNX model: the file is corrupt or truncated. "
+                         f"Re-export or re-download it.") from exc
+    if not model.graph.node or not model.opset_import:
+        raise ModelError(f"{source} is not a valid ONNX model: the file is corrupt or truncated. "
+                         f"Re-export or re-download it.")
+    props = {p.key: p.value for p in model.metadata_props}
+    return parse_metadata(props.get(METADATA_KEY), source)
