@@ -1,0 +1,255 @@
+"""What every entry script does: connect, check, install, then a dialog or the flags.
+
+Started from Siril's Scripts menu (``is_cli()`` False, no arguments) a script
+opens its dialog. Started headless (``siril-cli``), or with arguments through
+``pyscript Name.py --flag ...``, it runs with the flags and shows no dialog.
+
+Expected failures (no image, wrong sequence type, busy Siril, no fitting
+model, too few frames, any :class:`DenoiseError`) end as one clear line in
+Siril's log (and a message box when there is a GUI), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import Cancelled, DenoiseError
+from .jobs import JobOptions, JobResult, picker_choices, run_job
+from .settings import ZERO_SHOT_METHODS, Settings, load_settings, save_settings, settings_path
+
+SCRIPT_NAMES = {
+    "image": "SirilDenoise_Image.py",
+    "sequence": "SirilDenoise_Sequence.py",
+    "train": "SirilDenoise_Train.py",
+}
+DESCRIPTIONS = {
+    "image": "Denoise the image loaded in Siril with a saved model or a zero-shot method "
+             "trained on the image itself. Undoable.",
+    "sequence": "Denoise every selected frame of the loaded sequence into a new prefixed "
+                "sequence. The original frames are not changed.",
+    "train": "Train a Noise2Noise denoiser on the selected frames of the loaded sequence and "
+             "save it in the model library, for the Denoise image and Denoise sequence scripts.",
+}
+
+
+def build_parser(job: str) -> argparse.ArgumentParser:
+    """The flags of one script (the same choices as its dialog)."""
+    parser = argparse.ArgumentParser(
+        prog=SCRIPT_NAMES[job], description=DESCRIPTIONS[job],
+        epilog=f"siril-denoise {__version__}. In Siril: pyscript {SCRIPT_NAMES[job]} [flags]")
+    if job in ("image", "sequence"):
+        pick = parser.add_mutually_exclusive_group()
+        pick.add_argument("--model", metavar="NAME|PATH",
+                          help="a model from the library (by name) or an .onnx file")
+        pick.add_argument("--method", choices=["auto", *ZERO_SHOT_METHODS],
+                          help="auto (default: best matching saved model, else zsn2n), or a "
+                               "zero-shot method trained on each image: zsn2n, nb2nb")
+        parser.add_argument("--strength", type=float, default=1.0, metavar="S",
+                            help="blend with the original, 0..1 (default 1 = fully denoised)")
+        parser.add_argument("--tile", type=int, default=256, metavar="PX",
+                            help="tile size in pixels for inference (default 256)")
+        parser.add_argument("--overlap", type=int, default=32, metavar="PX",
+                            help="tile overlap in pixels (default 32)")
+        parser.add_argument("--time-budget", type=float, default=60.0, metavar="SEC",
+                            help="training time for zero-shot methods, per image (default 60)")
+        parser.add_argument("--list-models", action="store_true",
+                            help="list the library's models ranked for this data, then stop")
+    if job == "sequence":
+        parser.add_argument("--prefix", default="dn_",
+                            help="prefix of the new sequence (default dn_)")
+        parser.add_argument("--no-load", action="store_true",
+                            help="do not load the new sequence when done")
+    if job == "train":
+        parser.add_argument("--name", help="name of the model in the library "
+                                           "(default: from camera, gain, exposure and date)")
+        parser.add_argument("--net", choices=["unet", "dncnn"], default="unet",
+                            help="network to train (default unet)")
+        parser.add_argument("--time-budget", type=float, default=600.0, metavar="SEC",
+                            help="training time in seconds (default 600)")
+    parser.add_argument("--nogpu", action="store_true", help="use the CPU only")
+    parser.add_argument("--library", type=Path, metavar="DIR",
+                        help="model library folder (default: siril-denoise/models in Siril's "
+                             "user data folder)")
+    return parser
+
+
+def options_from_args(job: str, args: argparse.Namespace) -> JobOptions:
+    """Flags -> :class:`JobOptions` (checked: a bad value is a clear error, not a crash later)."""
+    opts = JobOptions(use_gpu=not args.nogpu, library=args.library)
+    if job in ("image", "sequence"):
+        if not 0.0 <= args.strength <= 1.0:
+            raise DenoiseError(f"--strength must be between 0 and 1 (got {args.strength}).")
+        if args.tile < 32 or args.overlap < 0 or args.overlap * 2 >= args.tile:
+            raise DenoiseError("--tile must be at least 32 and --overlap less than half of it.")
+        opts.choice = f"model:{args.model}" if args.model else (args.method or "auto")
+        opts.strength, opts.tile, opts.overlap = args.strength, args.tile, args.overlap
+        opts.time_budget = args.time_budget
+    if job == "sequence":
+        if not args.prefix or any(c in args.prefix for c in "/\\"):
+            raise DenoiseError("--prefix must be a plain file-name prefix such as dn_.")
+        opts.prefix, opts.load_result = args.prefix, not args.no_load
+    if job == "train":
+        opts.name, opts.train_net, opts.train_time_budget = args.name, args.net, args.time_budget
+    return opts
+
+
+def options_from_settings(settings: Settings) -> JobOptions:
+    """The dialog's remembered choices as :class:`JobOptions`."""
+    s = asdict(settings.normalised())
+    return JobOptions(**{k: v for k, v in s.items() if k in JobOptions.__dataclass_fields__})
+
+
+class _CancelFlag:
+    """Set by SIGINT/SIGTERM when headless (there is no Cancel button there)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, lambda *_: self.event.set())
+            except (ValueError, OSError):  # not the main thread, or not supported here
+                pass
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+
+def main(job: str, argv: list[str] | None = None) -> int:
+    """Run one entry script; returns the exit status (0 success, 1 failure or cancel)."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(job)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2): argparse already printed why
+        return int(exc.code or 0)
+
+    from .adapter import NotInSiril, SirilHost
+
+    try:
+        host = SirilHost.connect()
+    except NotInSiril as exc:
+        print(f"siril-denoise: {exc}", flush=True)
+        return 1
+    gui = not host.is_cli() and not argv
+    try:
+        host.log(f"siril-denoise {__version__}: {DESCRIPTIONS[job].split('.')[0]}.")
+        host.require_siril("1.4.0")
+        if gui:
+            return _run_gui(job, host)
+        return _run_headless(job, host, args)
+    except Cancelled as exc:
+        host.log(str(exc), "warning")
+        return 1
+    except DenoiseError as exc:
+        host.log(str(exc), "error")
+        if gui:
+            host.message_box(str(exc), "error")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, with the details for a report
+        host.log(f"siril-denoise stopped on an unexpected error (please report it): {exc!r}", "error")
+        for line in traceback.format_exc().splitlines():
+            host.log(line, "error")
+        return 1
+    finally:
+        host.reset_progress()
+        host.disconnect()
+
+
+def _settings(host: Any) -> tuple[Settings, Path]:
+    path = settings_path(host.config_dir())
+    settings, problem = load_settings(path)
+    if problem:
+        host.log(problem, "warning")
+    return settings, path
+
+
+def _precheck(job: str, host: Any) -> tuple[int, Any] | None:
+    """Fail fast, before any install: the data the job needs must be loaded."""
+    if job == "image":
+        return host.image_meta()
+    info = host.sequence_info(need_regular=(job == "sequence"))
+    if job == "sequence" and info.selected:
+        return host.frame_meta(info, info.selected[0])
+    return None
+
+
+def _prepared(job: str, host: Any, opts: JobOptions) -> JobOptions:
+    from .adapter import ensure_torch, execution_providers
+
+    opts.providers = execution_providers(host, opts.use_gpu)
+    opts.prepare_training = lambda: ensure_torch(host, opts.use_gpu)
+    return opts
+
+
+def _log_result(host: Any, result: JobResult) -> None:
+    host.log(result.text, "ok")
+    for warning in result.warnings:
+        host.log(f"Warning: {warning}", "warning")
+
+
+def _run_headless(job: str, host: Any, args: argparse.Namespace) -> int:
+    from .adapter import bootstrap
+
+    opts = options_from_args(job, args)
+    found = _precheck(job, host)
+    bootstrap(host, need_gui=False)
+    if job != "train" and args.list_models:
+        from .jobs import library_for
+
+        ndim, meta = found if found else (2, None)
+        for choice in picker_choices(library_for(host, opts), ndim, meta):
+            host.log(("  " if choice.usable else "x ") + choice.label
+                     + (f": {choice.tooltip}" if choice.tooltip and not choice.usable else ""))
+        return 0
+    cancel = _CancelFlag()
+    cancel.install()
+    result = run_job(job, host, _prepared(job, host, opts), host.progress, cancel)
+    _log_result(host, result)
+    return 0
+
+
+def _run_gui(job: str, host: Any) -> int:
+    from .adapter import bootstrap
+    from .jobs import library_for
+
+    settings, path = _settings(host)
+    found = _precheck(job, host)
+    bootstrap(host, need_gui=True)
+    from .gui import run_dialog
+
+    choices = None
+    if job != "train":
+        ndim, meta = found if found else (2, None)
+        choices = picker_choices(library_for(host, JobOptions()), ndim, meta)
+
+    def work(opts: JobOptions, progress: Any, should_cancel: Any) -> JobResult:
+        def both(fraction: float, message: str) -> None:
+            host.progress(fraction, message)
+            progress(fraction, message)
+
+        try:
+            result = run_job(job, host, _prepared(job, host, opts), both, should_cancel)
+        except DenoiseError as exc:
+            host.log(str(exc), "warning" if isinstance(exc, Cancelled) else "error")
+            raise
+        finally:
+            host.reset_progress()
+        _log_result(host, result)
+        return result
+
+    final = run_dialog(job, settings, choices, work, title=SCRIPT_NAMES[job][:-3].replace("_", " "),
+                       description=DESCRIPTIONS[job])
+    if final is not None:
+        save_settings(final, path)
+    return 0

@@ -1,0 +1,110 @@
+"""The Siril scripts' remembered choices, kept in a small JSON file.
+
+The file lives in Siril's configuration folder (``get_siril_configdir()``), as
+``siril-denoise.json``. A missing file gives the defaults; an unreadable or
+corrupt one gives the defaults too, with a message saying so (the caller logs
+it), and is replaced the next time the settings are saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+SETTINGS_FILE = "siril-denoise.json"
+
+#: Zero-shot methods, trained on the image itself: name -> label shown to users.
+ZERO_SHOT_METHODS = {
+    "zsn2n": "Zero-shot: ZS-N2N (trained on this image)",
+    "nb2nb": "Zero-shot: Neighbor2Neighbor (trained on this image)",
+}
+#: Networks offered for training on a sequence.
+TRAIN_NETWORKS = ("unet", "dncnn")
+
+
+@dataclass
+class Settings:
+    """What the user chose last time, per script family.
+
+    ``choice`` is ``"auto"`` (best matching library model, else ZS-N2N), a
+    zero-shot method name (``"zsn2n"``, ``"nb2nb"``), or ``"model:<name>"``.
+    ``strength`` in [0, 1] blends the denoised result with the input.
+    ``tile`` and ``overlap`` are in pixels; time budgets in seconds.
+    """
+
+    choice: str = "auto"
+    strength: float = 1.0
+    use_gpu: bool = True
+    tile: int = 256
+    overlap: int = 32
+    time_budget: float = 60.0
+    prefix: str = "dn_"
+    load_result: bool = True
+    train_net: str = "unet"
+    train_time_budget: float = 600.0
+
+    def normalised(self) -> "Settings":
+        """A copy with every value in its valid range (hand-edited files happen)."""
+        s = Settings(**asdict(self))
+        s.strength = min(max(float(s.strength), 0.0), 1.0)
+        s.tile = int(min(max(int(s.tile), 32), 4096))
+        s.overlap = int(min(max(int(s.overlap), 0), s.tile // 2))
+        s.time_budget = max(float(s.time_budget), 1.0)
+        s.train_time_budget = max(float(s.train_time_budget), 1.0)
+        s.prefix = str(s.prefix) or "dn_"
+        if s.train_net not in TRAIN_NETWORKS:
+            s.train_net = "unet"
+        if not (s.choice == "auto" or s.choice in ZERO_SHOT_METHODS or s.choice.startswith("model:")):
+            s.choice = "auto"
+        return s
+
+
+def settings_path(config_dir: str | os.PathLike) -> Path:
+    """Where the settings file lives inside Siril's configuration folder."""
+    return Path(config_dir) / SETTINGS_FILE
+
+
+def load_settings(path: str | os.PathLike) -> tuple[Settings, str | None]:
+    """Read the settings; returns them and a message when the defaults had to be used."""
+    path = Path(path)
+    if not path.exists():
+        return Settings(), None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name: f.type for f in fields(Settings)}
+        defaults = asdict(Settings())
+        values = {}
+        for key, value in raw.items():
+            if key in known:
+                expected = type(defaults[key])
+                if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+                if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                    raise ValueError(f"{key!r} should be {expected.__name__}")
+                values[key] = value
+        return Settings(**values).normalised(), None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        return Settings(), f"Settings file {path} could not be read ({exc}); using the defaults."
+
+
+def save_settings(settings: Settings, path: str | os.PathLike) -> None:
+    """Write the settings atomically (a half-written file would be read as corrupt)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".siril-denoise-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(asdict(settings.normalised()), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

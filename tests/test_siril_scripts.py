@@ -1,0 +1,232 @@
+"""The Siril entry scripts, run as Siril runs them, against the sirilpy stand-in.
+
+Each test prepares a stand-in session (a loaded image or a sequence of real
+FITS files), starts ``python -u scripts/X.py args`` with Siril's environment,
+and checks what a user would see: the image or files written, the log, and
+what was left untouched. Most tests use a quick fake engine (the mechanics
+are the point); the last ones run the real engine on tiny data.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "sirilpy_standin"))
+from standin_session import Session, digest, read_fits, run_script  # noqa: E402
+
+HEADER = {"EXPTIME": 30.0, "OBJECT": "M42", "INSTRUME": "TestCam", "GAIN": 100, "OFFSET": 10}
+
+
+def _noisy(shape, seed, dtype=np.uint16):
+    rng = np.random.default_rng(seed)
+    base = np.full(shape, 1000.0)
+    base[..., 10:14, 10:14] += 5000.0
+    noisy = base + rng.normal(0, 30, shape)
+    if dtype == np.uint16:
+        return np.clip(noisy, 0, 65535).astype(np.uint16)
+    return (noisy / 65535.0).astype(np.float32)
+
+
+def _no_traceback(proc) -> None:
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+# -- entry and errors ------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", ["SirilDenoise_Image.py", "SirilDenoise_Sequence.py",
+                                    "SirilDenoise_Train.py"])
+def test_help_prints_usage_and_exits_cleanly(script):
+    proc = run_script(script, ["--help"], None)
+    assert proc.returncode == 0
+    assert "usage:" in proc.stdout and "--nogpu" in proc.stdout
+    _no_traceback(proc)
+
+
+def test_image_flags_are_documented_in_help():
+    proc = run_script("SirilDenoise_Image.py", ["--help"], None)
+    for flag in ("--model", "--method", "--strength", "--tile", "--time-budget", "--list-models"):
+        assert flag in proc.stdout
+
+
+def test_outside_siril_says_so_without_traceback(tmp_path):
+    session = Session(tmp_path)
+    proc = run_script("SirilDenoise_Image.py", [], session, connect=False)
+    assert proc.returncode == 1
+    assert "must be started by Siril" in proc.stdout
+    _no_traceback(proc)
+
+
+def test_no_image_loaded_is_one_clear_error(tmp_path):
+    session = Session(tmp_path)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "No image is loaded" in session.log_text()
+    assert not session.calls("hang"), "a failed pixel read would hang the real Siril"
+    _no_traceback(proc)
+
+
+def test_busy_siril_leaves_image_untouched(tmp_path):
+    session = Session(tmp_path)
+    path = session.load_image(_noisy((32, 32), 1), HEADER)
+    session.state["busy"] = True
+    session.save()
+    before = digest(path)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "Siril is busy" in session.log_text()
+    assert digest(path) == before
+    assert not session.calls("undo")
+    _no_traceback(proc)
+
+
+def test_bad_strength_is_refused(tmp_path):
+    session = Session(tmp_path)
+    session.load_image(_noisy((32, 32), 1), HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--strength", "3"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "--strength must be between 0 and 1" in session.log_text()
+    _no_traceback(proc)
+
+
+# -- the image --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,dtype", [((32, 40), np.uint16), ((3, 32, 40), np.float32)])
+def test_image_is_replaced_keeping_dtype_and_layout_with_undo(tmp_path, shape, dtype):
+    session = Session(tmp_path)
+    original = _noisy(shape, 2, dtype)
+    path = session.load_image(original, HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n", "--strength", "0.8"], session,
+                      fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    data, header = read_fits(path)
+    assert data.dtype == original.dtype and data.shape == original.shape
+    assert data.std() < original.std()
+    assert header["OBJECT"] == "M42"
+    undo = session.calls("undo")
+    assert len(undo) == 1 and "zsn2n" in undo[0]["message"]
+    assert "fake report" in session.log_text()
+    _no_traceback(proc)
+
+
+# -- sequences --------------------------------------------------------------
+
+
+def test_sequence_writes_selected_frames_only_and_creates_the_sequence(tmp_path):
+    session = Session(tmp_path)
+    frames = [_noisy((24, 24), s) for s in range(4)]
+    originals = session.load_sequence("light_", frames, HEADER, selected=[True, False, True, True])
+    before = [digest(p) for p in originals]
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "nb2nb"], session, fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    written = sorted(p.name for p in session.wd.glob("dn_*.fit"))
+    assert written == ["dn_light_00001.fit", "dn_light_00003.fit", "dn_light_00004.fit"]
+    data, header = read_fits(session.wd / "dn_light_00003.fit")
+    assert data.dtype == np.uint16
+    assert header["OBJECT"] == "M42" and header["EXPTIME"] == 30.0 and header["FRAMENUM"] == 3
+    assert data.std() < frames[2].std()
+    assert [digest(p) for p in originals] == before
+    assert (session.wd / "dn_light_.seq").is_file()
+    _no_traceback(proc)
+
+
+@pytest.mark.parametrize("seq_type", [1, 2])  # SER, FITSEQ
+def test_single_file_sequences_are_refused_without_writing(tmp_path, seq_type):
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((16, 16), s) for s in range(2)], HEADER, seq_type=seq_type)
+    proc = run_script("SirilDenoise_Sequence.py", [], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "convert" in session.log_text()
+    assert not list(session.wd.glob("dn_*"))
+    _no_traceback(proc)
+
+
+def test_cancel_half_way_leaves_no_sequence_and_no_stray_frames(tmp_path):
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((24, 24), s) for s in range(4)], HEADER)
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "zsn2n"], session, fake_engine=True,
+                      extra_env={"SIRILPY_STANDIN_SIGTERM_AFTER_WRITES": "1"})
+    assert proc.returncode == 1
+    assert len(session.calls("set_seq_frame_pixeldata")) == 1, "it should stop after the first frame"
+    assert not list(session.wd.glob("dn_*"))
+    assert not session.calls("create_new_seq")
+    assert "Cancelled" in session.log_text()
+    _no_traceback(proc)
+
+
+def test_no_sequence_loaded_is_one_clear_error(tmp_path):
+    session = Session(tmp_path)
+    proc = run_script("SirilDenoise_Train.py", [], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "No sequence is loaded" in session.log_text()
+    _no_traceback(proc)
+
+
+def test_training_needs_two_selected_frames(tmp_path):
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((16, 16), s) for s in range(3)], HEADER,
+                          selected=[True, False, False])
+    proc = run_script("SirilDenoise_Train.py", [], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "at least 2 selected frames" in session.log_text()
+    _no_traceback(proc)
+
+
+# -- with the real engine ---------------------------------------------------
+
+
+def _engine_ready() -> bool:
+    try:
+        from siril_denoise import pipeline  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+real_engine = pytest.mark.skipif(not _engine_ready(), reason="siril_denoise.pipeline not available yet")
+
+
+@real_engine
+def test_zero_shot_on_the_loaded_image_with_the_real_engine(tmp_path):
+    session = Session(tmp_path)
+    original = _noisy((48, 48), 5)
+    path = session.load_image(original, HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n", "--time-budget", "1", "--nogpu"],
+                      session)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    data, _ = read_fits(path)
+    assert data.dtype == np.uint16 and data.shape == original.shape
+    assert not np.array_equal(data, original)
+    assert len(session.calls("undo")) == 1
+    _no_traceback(proc)
+
+
+@real_engine
+def test_trained_model_is_saved_and_offered_first_to_the_image_script(tmp_path):
+    session = Session(tmp_path)
+    frames = [_noisy((48, 48), s) for s in range(4)]
+    identity = [1, 0, 0, 0, 1, 0, 0, 0, 1]
+    session.load_sequence("r_light_", frames, HEADER, registration=[identity] * 4)
+    proc = run_script("SirilDenoise_Train.py", ["--name", "testcam", "--time-budget", "2", "--nogpu"],
+                      session)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    assert (session.models_dir / "testcam.onnx").is_file()
+    assert "Saved model 'testcam'" in session.log_text()
+
+    session.load_image(frames[0], HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--list-models"], session)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    listed = [r["message"] for r in session.records("log.jsonl") if "Model:" in r["message"]
+              or "Zero-shot" in r["message"] or "Best matching" in r["message"]]
+    assert "testcam" in listed[1], listed  # first after the "auto" entry
+
+    proc = run_script("SirilDenoise_Sequence.py", ["--model", "testcam", "--prefix", "m_"], session)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    assert len(list(session.wd.glob("m_r_light_*.fit"))) == 4
+    assert (session.wd / "m_r_light_.seq").is_file()
+    _no_traceback(proc)
