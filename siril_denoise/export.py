@@ -194,7 +194,6 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
             not be written; no file is left at ``path``.
         ValueError: ``metadata`` is not JSON-serialisable or ``opset`` < 17.
     """
-    import onnx
     import torch
 
     if opset < 17:

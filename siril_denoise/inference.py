@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Sequence
+import warnings
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -188,7 +189,9 @@ class OnnxDenoiser:
     def _open(self, providers: list[Provider]):
         gpu = [_provider_name(p) for p in providers if _provider_name(p) != CPU]
         try:
-            return _create_session(self._model, providers)
+            with warnings.catch_warnings():  # onnxruntime warns about absent providers; we log it below
+                warnings.simplefilter("ignore", UserWarning)
+                session = _create_session(self._model, providers)
         except Exception as exc:  # any provider or driver failure: retry on the CPU
             if not gpu:
                 raise ModelError(
@@ -197,6 +200,12 @@ class OnnxDenoiser:
             log.warning("Could not start %s (%s); falling back to the CPU.", ", ".join(gpu), exc)
             self.fell_back = True
             return self._open([CPU])
+        missing = [p for p in gpu if p not in session.get_providers()]
+        if missing:
+            log.warning("%s could not be used (not in this onnxruntime build, or its drivers "
+                        "failed to load); running on %s.", ", ".join(missing),
+                        ", ".join(session.get_providers()))
+        return session
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Denoise a float32 batch ``(N, C, h, w)``; returns a float32 array of the same shape."""
@@ -307,7 +316,7 @@ def _as_indices(sel: slice | np.ndarray) -> np.ndarray:
 
 
 def run_tiled(fn: BatchFn, image: np.ndarray, *, tile: int = 256, overlap: int = 32,
-              batch: int = 4, multiple: int = 1, progress: Progress | None = None,
+              batch: int = 4, multiple: int | None = None, progress: Progress | None = None,
               should_cancel: Callable[[], bool] | None = None) -> np.ndarray:
     """Apply ``fn`` to ``image`` in overlapping, window-blended tiles.
 
@@ -315,7 +324,8 @@ def run_tiled(fn: BatchFn, image: np.ndarray, *, tile: int = 256, overlap: int =
         fn: maps a float32 batch ``(N, C, th, tw)`` to an array of the same
             shape (an :class:`OnnxDenoiser`, a wrapped torch net...). ``th``
             and ``tw`` are multiples of ``multiple`` and the same for every call.
-        image: float32 ``(C, H, W)`` in whatever units ``fn`` expects.
+        image: float32 ``(C, H, W)`` in whatever units ``fn`` expects (other
+            dtypes are converted, at the cost of one copy).
         tile: tile side in pixels (rounded down to a multiple of ``multiple``;
             smaller images use one smaller tile).
         overlap: pixels shared by neighbouring tiles. Tiles are blended with a
@@ -324,8 +334,10 @@ def run_tiled(fn: BatchFn, image: np.ndarray, *, tile: int = 256, overlap: int =
             whenever the network's receptive-field radius is at most
             ``overlap // 4``; for larger fields the blend hides seams.
         batch: tiles per call of ``fn``.
-        multiple: spatial multiple the network needs. Sides that are not a
-            multiple are completed by mirror reflection and cropped back.
+        multiple: spatial multiple the network needs; by default
+            ``fn.multiple`` if ``fn`` has one (an :class:`OnnxDenoiser` does),
+            else 1. Sides that are not a multiple are completed by mirror
+            reflection and cropped back.
         progress: ``progress(fraction, message)`` after each batch.
         should_cancel: polled before each batch; True raises :class:`Cancelled`.
 
@@ -338,6 +350,8 @@ def run_tiled(fn: BatchFn, image: np.ndarray, *, tile: int = 256, overlap: int =
             :func:`minimum_size` in either direction.
         ModelError: ``fn`` returned an array of the wrong shape.
     """
+    if multiple is None:
+        multiple = int(getattr(fn, "multiple", 1))
     if tile < 1 or batch < 1 or multiple < 1 or overlap < 0:
         raise ValueError("tile, batch and multiple must be positive and overlap non-negative")
     image = np.asarray(image, dtype=np.float32)

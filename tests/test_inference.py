@@ -154,6 +154,13 @@ def test_corrupt_truncated_missing_and_foreign_models(model_path, tmp_path):
         OnnxDenoiser(foreign, use_gpu=False)
 
 
+def test_unavailable_gpu_provider_is_logged(model_path, monkeypatch, caplog):
+    with caplog.at_level(logging.WARNING, logger="siril_denoise.inference"):
+        d = OnnxDenoiser(model_path, providers=["MIGraphXExecutionProvider"])  # not in this build
+    assert d.providers == ["CPUExecutionProvider"]
+    assert "MIGraphXExecutionProvider could not be used" in caplog.text
+
+
 # ---------------------------------------------------------------- tiling
 
 def test_tiled_equals_untiled_for_onnx_model(model_path):
@@ -162,6 +169,11 @@ def test_tiled_equals_untiled_for_onnx_model(model_path):
     whole = d(img[None])[0]
     tiled = run_tiled(d, img, tile=32, overlap=24, batch=3, multiple=d.multiple)
     np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+    # an odd-sized image: the tiler takes the model's multiple from the denoiser itself
+    odd = img[:, :45, :67]
+    padded = np.pad(odd, ((0, 0), (0, 1), (0, 1)), mode="reflect")
+    np.testing.assert_allclose(run_tiled(d, odd, tile=32, overlap=24), d(padded[None])[0, :, :45, :67],
+                               atol=1e-5, rtol=0)
 
 
 def test_tiled_equals_untiled_for_numpy_function():
