@@ -132,6 +132,7 @@ def test_sequence_writes_selected_frames_only_and_creates_the_sequence(tmp_path)
     assert data.std() < frames[2].std()
     assert [digest(p) for p in originals] == before
     assert (session.wd / "dn_light_.seq").is_file()
+    assert not session.calls("crash")
     _no_traceback(proc)
 
 
