@@ -1,0 +1,189 @@
+"""The quality report: the checks a user relies on to trust (or refuse) a result."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siril_denoise import synthetic as sy
+from siril_denoise.report import (
+    aperture_flux,
+    background_mask,
+    display_stretch,
+    find_stars,
+    psnr,
+    quality_report,
+    stretch_params_from,
+)
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="module")
+def faint():
+    """A faint mono sub (uint16 as float32), its truth, and its star layer alone."""
+    s = sy.faint_mono(192, seed=0)
+    no_stars = dataclasses.replace(s.sky, stars=sy.Stars(*(np.zeros(0),) * 4))
+    stars_only = s.truth[0] - s.camera.truth(no_stars.render())
+    return s.frames[0].astype(np.float32), s.truth[0], stars_only
+
+
+def test_pair_with_known_noise_reduction_and_no_bias(faint):
+    before, truth, _ = faint
+    after = truth + 0.25 * (before - truth)  # a denoiser that leaves a quarter of the noise
+    r = quality_report(before, after)
+    assert r.noise_reduction_overall == pytest.approx(4.0, rel=0.05)
+    assert r.noise_reduction_binned_overall == pytest.approx(4.0, rel=0.15)
+    assert abs(r.background_shift_sigma[0]) < 0.03
+    assert r.star_flux_ratio == pytest.approx(1.0, abs=0.01)
+    assert r.faint_star_flux_ratio == pytest.approx(1.0, abs=0.05)
+    assert r.n_stars >= 10
+    assert abs(r.residual_structure_corr[0]) < 0.15
+    assert r.warnings == [] and r.ok
+
+
+def test_darkened_result_is_flagged(faint):
+    before, truth, _ = faint
+    sigma = quality_report(before, truth).noise_in[0]
+    r = quality_report(before, truth - 0.2 * sigma)
+    assert r.background_shift_sigma[0] == pytest.approx(-0.2, abs=0.04)
+    assert any("darkened" in w for w in r.warnings)
+
+
+def test_new_zero_and_clipped_pixels_are_counted_and_flagged(faint):
+    before, truth, _ = faint
+    after = truth.copy()
+    after[10, 10:15] = 0.0
+    after[100, 20:23] = 65535.0
+    r = quality_report(before, after)
+    assert r.new_zero_pixels == 5
+    assert r.new_clipped_pixels >= 3  # truth may itself reach saturation where the noisy frame did not
+    assert any("became zero" in w for w in r.warnings)
+    assert any("saturation" in w for w in r.warnings)
+
+
+def test_star_flux_change_detects_a_twenty_percent_dimming(faint):
+    before, truth, stars_only = faint
+    r = quality_report(before, truth - 0.2 * stars_only)
+    assert r.star_flux_ratio == pytest.approx(0.8, abs=0.02)
+    assert r.faint_star_flux_ratio == pytest.approx(0.8, abs=0.06)
+    assert r.residual_structure_corr[0] > 0.5  # the removed part looks like the stars
+    assert any("Star fluxes changed by -2" in w for w in r.warnings)
+    assert not any("Background" in w for w in r.warnings)
+
+
+def test_doing_nothing_is_reported_as_little_effect(faint):
+    before, _, _ = faint
+    r = quality_report(before, before.copy())
+    assert r.noise_reduction_overall == pytest.approx(1.0)
+    assert r.background_shift_sigma == [0.0] and r.star_flux_ratio == 1.0
+    assert [w for w in r.warnings if "Little effect" in w]
+
+
+def test_blur_shows_in_the_binned_noise_and_star_flux(faint):
+    from scipy import ndimage
+
+    before, _, _ = faint
+    r = quality_report(before, ndimage.gaussian_filter(before, 1.5))
+    # pixel-to-pixel noise almost gone, but blotches remain at a coarser scale
+    assert r.noise_reduction_overall > 10 * r.noise_reduction_binned_overall / 2
+    assert r.star_flux_ratio < 0.99
+
+
+def test_colour_float_image_gets_one_figure_per_channel():
+    s = sy.rgb_stack(96, seed=1)
+    before, truth = s.frames[0], s.truth[0]
+    r = quality_report(before, truth + 0.5 * (before - truth))
+    assert r.channels == 3 and r.saturation == 1.0
+    assert len(r.noise_in) == len(r.background_shift_sigma) == 3
+    assert r.noise_reduction == pytest.approx([2.0, 2.0, 2.0], rel=0.08)
+    assert "per channel: R" in r.as_text()
+
+
+def test_report_reads_as_text_and_serialises(faint):
+    before, truth, _ = faint
+    r = quality_report(before, truth - 2.0)
+    text = r.as_text()
+    assert "Background noise" in text and "Star flux" in text and "Warnings" in text
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["warnings"] == r.warnings and d["n_stars"] == r.n_stars
+
+
+def test_large_images_are_measured_on_a_crop_but_counted_whole():
+    rng = np.random.default_rng(0)
+    before = rng.normal(1000.0, 10.0, (400, 400)).astype(np.float32)
+    after = np.full_like(before, 1000.0)
+    after[0, 0] = 0.0  # a corner outside the measured crop
+    r = quality_report(before, after, max_pixels=40_000)
+    assert r.new_zero_pixels == 1
+    assert r.noise_in_overall == pytest.approx(10.0, rel=0.05)
+
+
+def test_background_mask_excludes_stars_and_keeps_sky_noise_unbiased():
+    s = sy.bright_mono(512, seed=1)
+    frame, truth = s.frames[0], s.truth[0].astype(np.float64)
+    mask = background_mask(frame)
+    assert 0.3 < mask.mean() < 0.95
+    bright = s.stars.flux_e > np.percentile(s.stars.flux_e, 50)
+    inside = (s.stars.x > 2) & (s.stars.x < 509) & (s.stars.y > 2) & (s.stars.y < 509) & bright
+    ys, xs = np.round(s.stars.y[inside]).astype(int), np.round(s.stars.x[inside]).astype(int)
+    assert not mask[ys, xs].any()
+    noise = frame - truth
+    # pixels are not chosen by their own noise, so the sky mean is not biased
+    # (choosing them by their own value biases it by ~0.02 sigma here)
+    assert abs(noise[mask].mean()) < 0.008 * noise[mask].std()
+    # the same sky on a [0, 1] float scale gives (nearly) the same mask
+    assert (background_mask(frame / 65535.0) == mask).mean() > 0.99
+
+
+def test_find_stars_finds_real_stars_and_not_noise():
+    s = sy.faint_mono(192, seed=2)
+    x, y = find_stars(s.frames[0])
+    assert len(x) >= 10
+    d = np.hypot(x[:, None] - s.stars.x[None], y[:, None] - s.stars.y[None]).min(axis=1)
+    assert np.mean(d < 1.0) > 0.9
+    flat = np.random.default_rng(0).poisson(100.0, (192, 192)).astype(np.float32)
+    assert len(find_stars(flat)[0]) <= 1
+
+
+def test_aperture_flux_recovers_a_moffat_star():
+    rng = np.random.default_rng(0)
+    sky = sy.make_sky((64, 64), rng=rng, sky_e=50.0, galaxies_per_megapixel=0, nebula_sigma=0, gradient=0)
+    star = sy.Stars(x=np.array([31.4]), y=np.array([30.7]), flux_e=np.array([1e5]), fwhm=np.array([3.0]))
+    img = dataclasses.replace(sky, stars=star).render()
+    r_ap, beta = 8.0, sky.beta
+    alpha = sy.moffat_alpha(3.0, beta)
+    enclosed = 1.0 - (1.0 + r_ap**2 / alpha**2) ** (1.0 - beta)
+    flux = aperture_flux(img, star.x, star.y, r_ap, 12.0, 18.0)
+    assert flux[0] == pytest.approx(1e5 * enclosed, rel=0.01)
+    assert np.isnan(aperture_flux(img, [2.0], [2.0], 3.0, 5.0, 8.0)[0])  # annulus off the image
+
+
+def test_psnr_and_display_stretch():
+    truth = np.linspace(0.0, 10.0, 100)
+    assert psnr(truth + 1.0, truth, data_range=10.0) == pytest.approx(20.0)
+    p = stretch_params_from(truth)
+    out = display_stretch(truth, **p)
+    assert display_stretch(np.array([p["black"]]), **p)[0] == 0.0 and out[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(out) > 0) and out[0] < 0  # below the black point is not clipped
+    # faint values are lifted: 1 % of the range shows well above 1 % of the display
+    assert display_stretch(np.array([p["black"] + 0.01 * (p["white"] - p["black"])]), **p)[0] > 0.3
+
+
+@pytest.mark.skipif(not (REAL / "seestar-m94-20250410").is_dir(), reason="real frames not present")
+def test_real_frame_flags_nl_bayes_star_loss():
+    from astropy.io import fits
+
+    d = REAL / "seestar-m94-20250410"
+    raw = fits.getdata(d / "Light_M 94_10.0s_IRCUT_20250409-225627.fit").astype(np.float32)
+    den = fits.getdata(d / "siril-denoise" / "ref-225627_siril-denoise.fits").astype(np.float32)
+
+    def planes(x):  # CFA -> four same-colour planes, as the engine works on them
+        return np.stack([x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]])
+
+    r = quality_report(planes(raw), planes(den))
+    assert r.noise_reduction_binned_overall > 5  # it does clean the sky...
+    assert r.star_flux_ratio < 0.9 and r.faint_star_flux_ratio < r.star_flux_ratio  # ...at the stars' cost
+    assert any("Faint-star" in w for w in r.warnings)
