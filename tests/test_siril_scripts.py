@@ -210,7 +210,7 @@ def test_zero_shot_on_the_loaded_image_with_the_real_engine(tmp_path):
 @real_engine
 def test_trained_model_is_saved_and_offered_first_to_the_image_script(tmp_path):
     session = Session(tmp_path)
-    frames = [_noisy((48, 48), s) for s in range(4)]
+    frames = [_noisy((112, 112), s) for s in range(4)]  # the engine trains on 96 px crops
     identity = [1, 0, 0, 0, 1, 0, 0, 0, 1]
     session.load_sequence("r_light_", frames, HEADER, registration=[identity] * 4)
     proc = run_script("SirilDenoise_Train.py", ["--name", "testcam", "--time-budget", "2", "--nogpu"],

@@ -1,69 +1,11 @@
-"""A quick fake of ``siril_denoise.pipeline`` for script-mechanics tests.
+"""Start-up hook: with this folder on ``PYTHONPATH``, the scripts get the fake engine.
 
-Put this folder on ``PYTHONPATH`` and Python runs it at start-up: it
-registers a stand-in ``siril_denoise.pipeline`` whose ``denoise_image`` and
-``apply_model`` return a 3x3 box-smoothed copy in the same dtype and layout,
-report progress and honour ``should_cancel``, in milliseconds. Tests of the
-real engine do not use it.
+Python runs ``sitecustomize`` at start-up; this registers
+:mod:`fake_pipeline` as ``siril_denoise.pipeline`` for that process only.
 """
 
 import sys
-import types
-from dataclasses import dataclass, field
 
-import numpy as np
+import fake_pipeline
 
-
-@dataclass
-class _Report:
-    warnings: list = field(default_factory=list)
-
-    def as_text(self) -> str:
-        return "fake report: noise reduced"
-
-
-@dataclass
-class _Result:
-    data: np.ndarray
-    report: _Report = field(default_factory=_Report)
-    model_metadata: dict = field(default_factory=dict)
-    model_path: object = None
-
-
-def _smooth(data, progress=None, should_cancel=None, **_):
-    work = data.astype(np.float64)
-    planes = work[None] if work.ndim == 2 else work
-    out = np.empty_like(planes)
-    for c, plane in enumerate(planes):
-        if should_cancel is not None and should_cancel():
-            from siril_denoise.errors import Cancelled
-
-            raise Cancelled()
-        padded = np.pad(plane, 1, mode="edge")
-        out[c] = sum(padded[dy:dy + plane.shape[0], dx:dx + plane.shape[1]]
-                     for dy in range(3) for dx in range(3)) / 9.0
-        if progress is not None:
-            progress((c + 1) / len(planes), "fake denoise")
-    out = out[0] if data.ndim == 2 else out
-    if data.dtype == np.uint16:
-        return np.clip(np.round(out), 0, 65535).astype(np.uint16)
-    return out.astype(data.dtype)
-
-
-def denoise_image(data, *, method="zsn2n", **kw):
-    return _Result(_smooth(data, **kw))
-
-
-def apply_model(data, model, **kw):
-    return _Result(_smooth(data, **kw), model_path=model)
-
-
-def train_on_frames(frames, **kw):
-    raise RuntimeError("the fake engine does not train")
-
-
-_module = types.ModuleType("siril_denoise.pipeline")
-_module.denoise_image = denoise_image
-_module.apply_model = apply_model
-_module.train_on_frames = train_on_frames
-sys.modules["siril_denoise.pipeline"] = _module
+sys.modules["siril_denoise.pipeline"] = fake_pipeline
