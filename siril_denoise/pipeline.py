@@ -1,0 +1,442 @@
+"""The engine's public entry points: numpy in, numpy out, no files required.
+
+- :func:`denoise_image`: train a zero-shot method on this very image, export
+  it to ONNX, and denoise the image with it.
+- :func:`apply_model`: denoise an image with a saved ``.onnx`` model.
+- :func:`train_on_frames`: learn a model from the frames of a session
+  (Noise2Noise across frames, or a single-image method on all of them).
+
+Data flow: Siril layout → working ``(C, H, W)`` (CFA packed) → noise model
+and normaliser → network domain → (train | infer) → data units → strength
+blend → Siril layout, same dtype. Every result carries a
+:class:`~siril_denoise.report.QualityReport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError, ModelError
+from .inference import OnnxDenoiser, run_tiled
+from .layout import LayoutInfo, from_working, normalise_pattern, to_working
+from .noise import NoiseModel, Normaliser, estimate_noise_model
+from .report import QualityReport, quality_report
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+
+#: Default network of each method.
+DEFAULT_NET = {"zsn2n": "zsn2n", "nb2nb": "unet", "n2n": "unet"}
+
+
+@dataclass
+class DenoiseResult:
+    """A denoised image and what was done to it.
+
+    Attributes:
+        data: same shape, dtype and layout as the input.
+        report: the quality report (noise reduction, bias, flux, clipping).
+        model_metadata: the metadata of the model that produced it.
+        model_path: where the model was saved, when it was.
+        providers: onnxruntime execution providers that ran the model.
+        warnings: the report's warnings plus model/data mismatch warnings.
+    """
+
+    data: np.ndarray
+    report: QualityReport
+    model_metadata: dict
+    model_path: Path | None = None
+    providers: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainedModel:
+    """A model trained by :func:`train_on_frames`.
+
+    Attributes:
+        onnx_path: the exported model (in ``out_dir``, or a temporary folder).
+        metadata: what is stored in the model (method, net, normalisation...).
+        summary: a few lines for the log: validation scores, time, stop reason.
+        history_csv, plot_png: the validation curve (PNG None without matplotlib).
+    """
+
+    onnx_path: Path
+    metadata: dict
+    summary: str
+    history_csv: Path | None = None
+    plot_png: Path | None = None
+
+
+def _sub(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    """Map a callback's [0, 1] onto [lo, hi] of the caller's progress."""
+    if progress is None:
+        return None
+    return lambda f, msg: progress(lo + (hi - lo) * min(max(f, 0.0), 1.0), msg)
+
+
+def _meta_value(meta, key: str):
+    if meta is None:
+        return None
+    if isinstance(meta, dict):
+        return meta.get(key)
+    return getattr(meta, key, None)
+
+
+def _gain_e_per_unit(meta, info: LayoutInfo) -> float | None:
+    """Electrons per data unit from EGAIN/cvf, for uint16 (ADU) data only."""
+    g = _meta_value(meta, "egain")
+    if g and info.dtype == np.uint16 and 0.01 < float(g) < 100:
+        return float(g)
+    return None
+
+
+def _is_stack(meta) -> bool:
+    if meta is None:
+        return False
+    if _meta_value(meta, "is_stack"):
+        return True
+    n = _meta_value(meta, "stackcnt")
+    return bool(n and int(n) > 1)
+
+
+def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto") -> tuple[NoiseModel, Normaliser]:
+    frames = work if isinstance(work, list) else [work]
+    nm = estimate_noise_model(frames, shared_channels=info.cfa_pattern is not None, gain_e_per_unit=_gain_e_per_unit(meta, info))
+    if transform == "gat" and not np.all(nm.a > 0):
+        log.warning("No signal-dependent noise found in this image; using a linear normalisation.")
+        transform = "linear"
+    return nm, Normaliser.fit(frames, nm, transform)
+
+
+def _train_config(method: str, time_budget: float | None, seed: int, device: str):
+    from .training import TrainConfig
+
+    if method == "zsn2n":
+        return TrainConfig(max_steps=3000, batch=8, crop=128, lr=1e-3, time_budget=time_budget, seed=seed,
+                           eval_interval=50, patience=20, device=device)
+    if method == "nb2nb":
+        return TrainConfig(max_steps=3000, batch=8, crop=96, lr=5e-4, time_budget=time_budget, seed=seed,
+                           eval_interval=50, patience=20, device=device)
+    return TrainConfig(max_steps=6000, batch=8, crop=96, lr=5e-4, time_budget=time_budget, seed=seed,
+                       eval_interval=100, patience=15, device=device)
+
+
+def _model_metadata(method: str, net_name: str, info: LayoutInfo, channels: int, nm: NoiseModel, norm: Normaliser,
+                    inverse: str, result, meta, frames: int, extra: dict | None = None) -> dict:
+    camera = {}
+    if meta is not None:
+        for key in ("instrument", "gain", "offset", "egain", "exposure", "temperature", "filter", "xbinning",
+                    "ybinning", "bayer_pattern", "stackcnt", "livetime"):
+            v = _meta_value(meta, key)
+            if v is not None:
+                camera[key] = v
+    training = result.summary() if result is not None else {}
+    training.update({"frames": frames, "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if extra:
+        training.update(extra)
+    return {
+        "method": method,
+        "network": net_name,
+        "channels": channels,
+        "cfa": info.cfa_pattern,
+        "data_units": "adu" if info.dtype == np.uint16 else "float",
+        "is_stack": _is_stack(meta),
+        "normalisation": norm.to_dict(),
+        "inverse": inverse,
+        "noise_model": nm.to_dict(),
+        "training": training,
+        "camera": camera,
+        "package": f"siril-denoise {__version__}",
+    }
+
+
+def _finish(work: np.ndarray, denoised: np.ndarray, info: LayoutInfo, strength: float) -> tuple[np.ndarray, QualityReport]:
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"Strength must be between 0 (original) and 1 (fully denoised); got {strength}.")
+    blended = work + np.float32(strength) * (denoised - work)
+    data = from_working(blended, info)
+    after, _ = to_working(data, info.cfa_pattern) if strength > 0 else (work, info)
+    saturation = info.saturation if info.dtype == np.uint16 or float(work.max()) <= 1.0 else None
+    return data, quality_report(work, after, saturation=saturation)
+
+
+def _infer(model, z: np.ndarray, *, tile: int, use_gpu: bool, providers, progress, should_cancel) -> tuple[np.ndarray, OnnxDenoiser]:
+    den = model if isinstance(model, OnnxDenoiser) else OnnxDenoiser(model, use_gpu=use_gpu, providers=providers)
+    out = run_tiled(den, z, tile=tile, overlap=max(32, tile // 8), batch=4, progress=progress, should_cancel=should_cancel)
+    return out, den
+
+
+def denoise_image(
+    data: np.ndarray,
+    *,
+    method: str = "zsn2n",
+    net: str | None = None,
+    cfa_pattern: str | None = None,
+    strength: float = 1.0,
+    time_budget: float | None = 60.0,
+    use_gpu: bool = True,
+    providers: list | None = None,
+    tile: int = 256,
+    meta=None,
+    save_model: str | Path | None = None,
+    progress: Progress | None = None,
+    should_cancel: Cancel | None = None,
+    seed: int = 0,
+) -> DenoiseResult:
+    """Denoise one image with a zero-shot method trained on the image itself.
+
+    Args:
+        data: Siril layout, ``(H, W)`` or ``(C, H, W)``, uint16 (ADU) or
+            float32 (usually [0, 1]).
+        method: ``"zsn2n"`` (Zero-Shot Noise2Noise, fast) or ``"nb2nb"``
+            (Neighbor2Neighbor, a U-Net, slower). Both need pixel noise that
+            is independent between neighbours: use them on raw or calibrated
+            subs, not on registered (resampled) frames.
+        net: network name (default: the method's, see ``DEFAULT_NET``).
+        cfa_pattern: Bayer pattern of a raw mosaic ('RGGB'...), else None.
+        strength: 0 = original, 1 = fully denoised, linear blend in data units.
+        time_budget: training time in seconds (None: until early stopping).
+        use_gpu, providers: where training (torch) and inference (onnxruntime) run.
+        tile: inference tile side in pixels (working resolution).
+        meta: optional :class:`siril_denoise.io.ImageMeta` or dict (EGAIN,
+            STACKCNT... recorded in the model).
+        save_model: also keep the trained ``.onnx`` model at this path.
+        progress: ``progress(fraction, message)``; should_cancel: polled often.
+
+    Returns:
+        :class:`DenoiseResult` with data in the input's dtype and layout.
+    """
+    import torch
+
+    from .export import export_onnx
+    from .methods import METHODS, SINGLE_IMAGE_METHODS
+    from .networks import build_network
+    from .training import train
+
+    if method not in SINGLE_IMAGE_METHODS:
+        raise InputError(f"denoise trains on the image itself: choose one of {', '.join(SINGLE_IMAGE_METHODS)} "
+                         f"(got {method!r}); for Noise2Noise across frames use train/apply.")
+    work, info = to_working(data, cfa_pattern)
+    nm, norm = _noise_and_normaliser(work, info, meta)
+    z = norm.forward(work)
+    log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
+    net_name = net or DEFAULT_NET[method]
+    network = build_network(net_name, work.shape[0])
+    m = METHODS[method]([z])
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu")
+    result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel)
+    metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, m.inverse, result, meta, 1)
+    network.to(torch.device("cpu"))
+    with tempfile.TemporaryDirectory(prefix="siril-denoise-") as tmp:
+        path = Path(save_model) if save_model else Path(tmp) / "model.onnx"
+        if progress:
+            progress(0.76, "Exporting the model to ONNX")
+        export_onnx(network, path, channels=work.shape[0], metadata=metadata)
+        zh, den = _infer(path, z, tile=tile, use_gpu=use_gpu, providers=providers,
+                         progress=_sub(progress, 0.8, 1.0), should_cancel=should_cancel)
+        metadata = den.metadata
+    denoised = norm.inverse(zh, unbiased=m.inverse == "unbiased")
+    out, report = _finish(work, denoised, info, strength)
+    return DenoiseResult(out, report, metadata, Path(save_model) if save_model else None, den.providers,
+                         list(report.warnings))
+
+
+def check_model_fits(metadata: dict, channels: int, cfa_pattern: str | None, source: str = "The model") -> None:
+    """Raise ModelError when a model's channels or CFA mode do not fit the data."""
+    m_ch, m_cfa = int(metadata.get("channels", -1)), metadata.get("cfa")
+    kind = lambda ch, cfa: f"raw Bayer {cfa} data (4 packed planes)" if cfa else ("mono" if ch == 1 else f"{ch}-channel colour")
+    if m_ch != channels or (m_cfa or None) != (cfa_pattern or None):
+        raise ModelError(
+            f"{source} was trained on {kind(m_ch, m_cfa)} but this image is {kind(channels, cfa_pattern)}. "
+            "Choose a model trained on the same kind of data, or train one on this session."
+        )
+
+
+def _mismatch_warnings(metadata: dict, nm: NoiseModel, info: LayoutInfo, meta) -> list[str]:
+    out = []
+    if bool(metadata.get("is_stack")) != _is_stack(meta) and meta is not None:
+        out.append(
+            "The model was trained on a stack but this image is a single sub: expect over-smoothing."
+            if metadata.get("is_stack") else
+            "The model was trained on single subs but this image is a stack: expect weaker denoising and lost faint-star flux."
+        )
+    trained = metadata.get("noise_model", {})
+    units_same = metadata.get("data_units") == ("adu" if info.dtype == np.uint16 else "float")
+    if units_same and trained.get("signal_dependent") and nm.signal_dependent and trained.get("a"):
+        ratio = float(np.median(np.asarray(trained["a"]) / np.maximum(nm.a, 1e-30)))
+        if ratio > 2.0 or ratio < 0.5:
+            out.append(f"The noise of this image differs from the training data (gain ratio {ratio:.2f}); "
+                       "a stack or another camera setting? Results may be weaker.")
+    return out
+
+
+def apply_model(
+    data: np.ndarray,
+    model: str | Path | bytes,
+    *,
+    cfa_pattern: str | None = None,
+    strength: float = 1.0,
+    use_gpu: bool = True,
+    providers: list | None = None,
+    tile: int = 256,
+    meta=None,
+    progress: Progress | None = None,
+    should_cancel: Cancel | None = None,
+) -> DenoiseResult:
+    """Denoise an image with a saved siril-denoise ``.onnx`` model (no torch needed).
+
+    The image is normalised the way the model was trained (the transform
+    recorded in the model; noise parameters re-estimated on this image so
+    its noise sits at σ ≈ 1 in the network domain).
+
+    Raises:
+        ModelError: unreadable model, or channels / CFA mode do not fit.
+    """
+    den = OnnxDenoiser(model, use_gpu=use_gpu, providers=providers)
+    md = den.metadata
+    pattern = normalise_pattern(cfa_pattern)
+    if md.get("cfa") and pattern is None and np.asarray(data).ndim == 2:
+        raise ModelError(f"The model was trained on raw Bayer {md['cfa']} data; this image has no Bayer pattern "
+                         "(is it debayered?). Give the pattern or choose a model trained on such images.")
+    work, info = to_working(data, pattern)
+    check_model_fits(md, work.shape[0], pattern)
+    transform = md.get("normalisation", {}).get("transform", "auto")
+    nm, norm = _noise_and_normaliser(work, info, meta, transform)
+    warnings = _mismatch_warnings(md, nm, info, meta)
+    for w in warnings:
+        log.warning(w)
+    zh, den = _infer(den, norm.forward(work), tile=tile, use_gpu=use_gpu, providers=providers,
+                     progress=progress, should_cancel=should_cancel)
+    denoised = norm.inverse(zh, unbiased=md.get("inverse", "unbiased") == "unbiased")
+    out, report = _finish(work, denoised, info, strength)
+    return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, den.providers,
+                         warnings + list(report.warnings))
+
+
+def train_on_frames(
+    frames: Sequence[np.ndarray],
+    *,
+    homographies: Sequence[np.ndarray] | None = None,
+    cfa_pattern: str | None = None,
+    method: str = "n2n",
+    net: str | None = None,
+    time_budget: float | None = 600.0,
+    use_gpu: bool = True,
+    meta=None,
+    progress: Progress | None = None,
+    should_cancel: Cancel | None = None,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    validation_frame: int | None = None,
+) -> TrainedModel:
+    """Learn a denoiser from the frames of one session.
+
+    Args:
+        frames: N frames of one target in Siril layout, same shape and dtype.
+            For ``n2n`` N ≥ 2 (≥ 3 to hold one frame out for validation).
+        homographies: one 3×3 per frame mapping it onto the reference frame
+            (full-resolution pixel coordinates, as Siril stores them);
+            identities for frames already resampled; None to register here.
+        cfa_pattern: Bayer pattern of raw mosaics: training happens on the
+            4 packed planes.
+        method: ``"n2n"`` (pairs across frames), or ``"zsn2n"``/``"nb2nb"``
+            trained on crops of all frames.
+        validation_frame: the frame held out for validation (default: the
+            last one). Never used for training.
+        out_dir: where the model and its validation curve go (default: a
+            new temporary folder).
+
+    Returns:
+        :class:`TrainedModel`.
+    """
+    import torch
+
+    from .export import export_onnx
+    from .methods import METHODS, Noise2Noise
+    from .networks import build_network
+    from .pairs import PairSampler, full_to_packed_homography
+    from .training import save_history, train
+
+    if method not in METHODS:
+        raise InputError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    frames = list(frames)
+    if len(frames) < (2 if method == "n2n" else 1):
+        raise InputError(f"Noise2Noise needs at least 2 frames of the same target (got {len(frames)}); "
+                         "for a single image use a zero-shot method (zsn2n or nb2nb).")
+    shapes = {tuple(np.asarray(f).shape) for f in frames}
+    if len(shapes) > 1:
+        raise InputError(f"The frames have different sizes ({', '.join('x'.join(map(str, s)) for s in sorted(shapes))}); "
+                         "all frames of a session must have the same size and layout.")
+    if progress:
+        progress(0.0, "Preparing frames")
+    works, infos = [], []
+    for k, f in enumerate(frames):
+        try:
+            w, info = to_working(f, cfa_pattern)
+        except InputError as exc:
+            raise InputError(f"Frame {k + 1}: {exc}") from None
+        works.append(w)
+        infos.append(info)
+    info = infos[0]
+    nm, norm = _noise_and_normaliser(works, info, meta)
+    log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
+    net_name = net or DEFAULT_NET[method]
+    network = build_network(net_name, works[0].shape[0])
+    extra: dict = {}
+    if method == "n2n":
+        n = len(works)
+        if homographies is not None:
+            if len(homographies) != n:
+                raise InputError(f"Got {len(homographies)} homographies for {n} frames.")
+            homographies = [np.asarray(h, dtype=np.float64) for h in homographies]
+            if info.cfa_pattern:
+                homographies = [full_to_packed_homography(h) for h in homographies]
+        else:
+            from .pairs import register
+
+            homographies = register(works, progress=_sub(progress, 0.0, 0.05), should_cancel=should_cancel)
+        if n >= 3:
+            val = n - 1 if validation_frame is None else int(validation_frame)
+            train_idx = [k for k in range(n) if k != val]
+            val_idx = [val, train_idx[-1]]
+        else:
+            log.warning("Only 2 frames: no frame can be held out, validation uses the training pairs.")
+            val, train_idx, val_idx = None, [0, 1], [0, 1]
+        tr = PairSampler(works, homographies, indices=train_idx, should_cancel=should_cancel)
+        va = PairSampler(works, homographies, indices=val_idx, should_cancel=should_cancel)
+        m = Noise2Noise(tr, va, norm)
+        extra = {"validation_frame": val, "pairs": tr.pair_stats()}
+    else:
+        m = METHODS[method]([norm.forward(w) for w in works])
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu")
+    result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel)
+    metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, m.inverse, result, meta,
+                               len(works), extra)
+    network.to(torch.device("cpu"))
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="siril-denoise-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(0.96, "Exporting the model to ONNX")
+    onnx_path = out / "model.onnx"
+    rep = export_onnx(network, onnx_path, channels=works[0].shape[0], metadata=metadata)
+    csv_path, png_path = out / "training_curve.csv", out / "training_curve.png"
+    save_history(result.history, csv_path, png_path)
+    summary = (
+        f"{method} / {net_name} on {len(works)} frame(s), {norm.transform} normalisation: "
+        f"{result.steps} steps in {result.seconds:.0f} s on {result.device} (stopped: {result.stopped}); "
+        f"best validation loss {result.best_val:.5g} at step {result.best_step}; ONNX parity {rep.max_rel_error:.1e}"
+    )
+    if progress:
+        progress(1.0, "Training done")
+    return TrainedModel(onnx_path, metadata, summary, csv_path, png_path if png_path.exists() else None)
