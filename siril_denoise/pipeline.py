@@ -28,6 +28,7 @@ from .errors import InputError, ModelError
 from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
 from .noise import NoiseModel, Normaliser, estimate_noise_model
+from .protect import restore_structure
 from .report import QualityReport, quality_report
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,26 @@ def _model_metadata(method: str, net_name: str, info: LayoutInfo, channels: int,
     }
 
 
+def keep_saturated(work: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+    """Keep the input's clipped pixels as they were (in place; returns ``denoised``).
+
+    A channel whose maximum value is shared by 4 or more pixels is taken to
+    be clipped there (sensor or ADC saturation, at whatever level the camera
+    clips): such pixels carry no noise to remove, and a denoiser would only
+    pull the flat tops of saturated stars down.
+    """
+    for k in range(work.shape[0]):
+        vmax = work[k].max()
+        plateau = work[k] >= vmax
+        if np.count_nonzero(plateau) >= 4:
+            denoised[k][plateau] = work[k][plateau]
+    return denoised
+
+
 def _finish(work: np.ndarray, denoised: np.ndarray, info: LayoutInfo, strength: float) -> tuple[np.ndarray, QualityReport]:
     if not 0.0 <= strength <= 1.0:
         raise InputError(f"Strength must be between 0 (original) and 1 (fully denoised); got {strength}.")
+    denoised = keep_saturated(work, denoised)
     blended = work + np.float32(strength) * (denoised - work)
     data = from_working(blended, info)
     after, _ = to_working(data, info.cfa_pattern) if strength > 0 else (work, info)
@@ -171,9 +189,12 @@ def _finish(work: np.ndarray, denoised: np.ndarray, info: LayoutInfo, strength: 
     return data, quality_report(work, after, saturation=saturation)
 
 
-def _infer(model, z: np.ndarray, *, tile: int, use_gpu: bool, providers, progress, should_cancel) -> tuple[np.ndarray, OnnxDenoiser]:
+def _infer(model, z: np.ndarray, *, tile: int, overlap: int | None, use_gpu: bool, providers, progress,
+           should_cancel) -> tuple[np.ndarray, OnnxDenoiser]:
     den = model if isinstance(model, OnnxDenoiser) else OnnxDenoiser(model, use_gpu=use_gpu, providers=providers)
-    out = run_tiled(den, z, tile=tile, overlap=max(32, tile // 8), batch=4, progress=progress, should_cancel=should_cancel)
+    if overlap is None:
+        overlap = max(32, tile // 4)
+    out = run_tiled(den, z, tile=tile, overlap=overlap, batch=4, progress=progress, should_cancel=should_cancel)
     return out, den
 
 
@@ -188,6 +209,8 @@ def denoise_image(
     use_gpu: bool = True,
     providers: list | None = None,
     tile: int = 256,
+    overlap: int | None = None,
+    protect: bool = True,
     meta=None,
     save_model: str | Path | None = None,
     progress: Progress | None = None,
@@ -209,6 +232,9 @@ def denoise_image(
         time_budget: training time in seconds (None: until early stopping).
         use_gpu, providers: where training (torch) and inference (onnxruntime) run.
         tile: inference tile side in pixels (working resolution).
+        overlap: pixels shared by neighbouring tiles (default: tile // 4, at least 32).
+        protect: give back the significant, non-noise part of what the
+            network removed (star cores; see :mod:`siril_denoise.protect`).
         meta: optional :class:`siril_denoise.io.ImageMeta` or dict (EGAIN,
             STACKCNT... recorded in the model).
         save_model: also keep the trained ``.onnx`` model at this path.
@@ -243,10 +269,12 @@ def denoise_image(
         if progress:
             progress(0.76, "Exporting the model to ONNX")
         export_onnx(network, path, channels=work.shape[0], metadata=metadata)
-        zh, den = _infer(path, z, tile=tile, use_gpu=use_gpu, providers=providers,
+        zh, den = _infer(path, z, tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
                          progress=_sub(progress, 0.8, 1.0), should_cancel=should_cancel)
         metadata = den.metadata
     denoised = norm.inverse(zh, unbiased=m.inverse == "unbiased")
+    if protect:
+        denoised, _ = restore_structure(work, denoised, nm)
     out, report = _finish(work, denoised, info, strength)
     return DenoiseResult(out, report, metadata, Path(save_model) if save_model else None, den.providers,
                          list(report.warnings))
@@ -290,6 +318,8 @@ def apply_model(
     use_gpu: bool = True,
     providers: list | None = None,
     tile: int = 256,
+    overlap: int | None = None,
+    protect: bool = True,
     meta=None,
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
@@ -298,7 +328,8 @@ def apply_model(
 
     The image is normalised the way the model was trained (the transform
     recorded in the model; noise parameters re-estimated on this image so
-    its noise sits at σ ≈ 1 in the network domain).
+    its noise sits at σ ≈ 1 in the network domain). Options as in
+    :func:`denoise_image`.
 
     Raises:
         ModelError: unreadable model, or channels / CFA mode do not fit.
@@ -316,9 +347,11 @@ def apply_model(
     warnings = _mismatch_warnings(md, nm, info, meta)
     for w in warnings:
         log.warning(w)
-    zh, den = _infer(den, norm.forward(work), tile=tile, use_gpu=use_gpu, providers=providers,
+    zh, den = _infer(den, norm.forward(work), tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
                      progress=progress, should_cancel=should_cancel)
     denoised = norm.inverse(zh, unbiased=md.get("inverse", "unbiased") == "unbiased")
+    if protect:
+        denoised, _ = restore_structure(work, denoised, nm)
     out, report = _finish(work, denoised, info, strength)
     return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, den.providers,
                          warnings + list(report.warnings))
