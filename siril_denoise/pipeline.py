@@ -28,7 +28,7 @@ from .errors import InputError, ModelError
 from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
 from .noise import NoiseModel, Normaliser, estimate_noise_model
-from .protect import restore_structure
+from .protect import restore_background_level, restore_structure
 from .report import QualityReport, quality_report
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,9 @@ def denoise_image(
         metadata = den.metadata
     denoised = norm.inverse(zh, unbiased=m.inverse == "unbiased")
     if protect:
-        denoised, _ = restore_structure(work, denoised, nm)
+        for scale in (1.5, 0.7):
+            denoised, _ = restore_structure(work, denoised, nm, scale=scale)
+        denoised, _ = restore_background_level(work, denoised)
     out, report = _finish(work, denoised, info, strength)
     return DenoiseResult(out, report, metadata, Path(save_model) if save_model else None, den.providers,
                          list(report.warnings))
@@ -351,7 +353,9 @@ def apply_model(
                      progress=progress, should_cancel=should_cancel)
     denoised = norm.inverse(zh, unbiased=md.get("inverse", "unbiased") == "unbiased")
     if protect:
-        denoised, _ = restore_structure(work, denoised, nm)
+        for scale in (1.5, 0.7):
+            denoised, _ = restore_structure(work, denoised, nm, scale=scale)
+        denoised, _ = restore_background_level(work, denoised)
     out, report = _finish(work, denoised, info, strength)
     return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, den.providers,
                          warnings + list(report.warnings))

@@ -69,3 +69,35 @@ def restore_structure(
             out[k] += (w * ndimage.gaussian_filter(r, scale, mode="reflect")).astype(np.float32)
             touched += int(np.count_nonzero(w > 0))
     return out, touched / x.size
+
+
+def restore_background_level(x: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Give back any constant sky-level change, per channel.
+
+    Over the sky the removed part must average to zero; a briefly trained
+    network can shift it by a few hundredths of the noise. The mean of the
+    removed part over the sky (pixels chosen by
+    :func:`siril_denoise.report.background_mask`, which does not select
+    pixels by their own noisy value) is added back. Its own error is
+    σ/sqrt(number of sky pixels), negligible.
+
+    Returns:
+        ``(corrected, offsets)``: float32 image and the offset added to each
+        channel, in data units.
+    """
+    from .report import background_mask
+
+    out = denoised.astype(np.float32, copy=True)
+    offsets = []
+    for k in range(x.shape[0]):
+        mask = background_mask(x[k])
+        if mask.sum() < 100:
+            offsets.append(0.0)
+            continue
+        r = (x[k].astype(np.float64) - denoised[k])[mask]
+        s = 1.4826 * np.median(np.abs(r - np.median(r)))
+        r = r[np.abs(r - np.median(r)) <= 6 * max(s, 1e-30)]
+        off = float(r.mean()) if r.size else 0.0
+        out[k] += np.float32(off)
+        offsets.append(off)
+    return out, offsets
