@@ -1,0 +1,81 @@
+"""The benchmark: runner output shape, metric correctness on constructed cases, real-data skip."""
+
+import json
+
+import numpy as np
+import pytest
+
+from siril_denoise import bench
+from siril_denoise.bench.metrics import StarSet, score
+from siril_denoise.bench.real import run_real
+from siril_denoise.bench.scenes import make_bench_scene
+from siril_denoise.layout import to_working
+
+
+@pytest.fixture(scope="module")
+def faint_scene():
+    return make_bench_scene("faint_mono", size=160, n_frames=3, seed=2)
+
+
+def _score(scene, out):
+    noisy = to_working(scene.noisy)[0]
+    truth = to_working(scene.truth)[0]
+    stars = StarSet(truth, noisy, scene.star_x, scene.star_y, scene.fwhm, scene.saturation)
+    return score(out, truth, noisy, stars, saturation=scene.saturation, data_range=scene.data_range), truth, noisy
+
+
+def test_perfect_denoiser_scores_zero_bias_and_flux_error(faint_scene):
+    truth = to_working(faint_scene.truth)[0]
+    s, _, noisy = _score(faint_scene, truth)
+    assert s["psnr_linear"] == float("inf") and s["psnr_stretched"] == float("inf")
+    assert s["ssim_stretched"] == pytest.approx(1.0)
+    assert s["bias_sigma"] == pytest.approx(0.0, abs=1e-9)
+    assert s["n_stars"] >= 3
+    assert s["flux_err_median"] == pytest.approx(0.0, abs=1e-9)
+    assert s["flux_err_p90"] == pytest.approx(0.0, abs=1e-9)
+    assert s["fwhm_ratio"] == pytest.approx(1.0)
+    assert s["new_zero"] == 0 and s["new_clipped"] == 0
+    assert s["sky_error_reduction"] == float("inf")
+
+
+def test_half_noise_and_darkened_images(faint_scene):
+    _, truth, noisy = _score(faint_scene, to_working(faint_scene.noisy)[0])
+    half, _, _ = _score(faint_scene, truth + 0.5 * (noisy - truth))
+    assert half["sky_error_reduction"] == pytest.approx(2.0, rel=1e-6)
+    assert half["noise_reduction"] == pytest.approx(2.0, rel=0.1)
+    assert abs(half["bias_sigma"]) < 0.05
+    s_in, _, _ = _score(faint_scene, noisy)
+    assert half["psnr_stretched"] > s_in["psnr_stretched"] + 3
+    sigma = float(np.std(noisy - truth))
+    dark, _, _ = _score(faint_scene, truth - 0.3 * sigma)
+    assert dark["bias_sigma"] < -0.2
+    # every star 10 % fainter (a constant added back: the annulus background removes it)
+    dim, _, _ = _score(faint_scene, 0.9 * truth + 0.1 * float(np.median(truth)))
+    assert dim["flux_err_median"] == pytest.approx(-0.1, abs=1e-6)
+
+
+def test_runner_writes_table_and_json(tmp_path, capsys):
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    rc = bench.main(["--scenario", "faint_mono", "--methods", "gaussian,mean,zsn2n", "--size", "64",
+                     "--frames", "3", "--time-budget", "1", "--out", str(out), "--markdown", str(md)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| method | PSNR lin dB | PSNR str dB | SSIM str |" in text
+    assert "Gaussian" in text and "mean of N frames" in text and "ZS-N2N" in text
+    res = json.loads(out.read_text())
+    rows = res["scenarios"]["faint_mono"]["rows"]
+    assert [r["method"] for r in rows] == ["input", "gaussian", "mean", "zsn2n"]
+    for r in rows:
+        for key in ("psnr_linear", "psnr_stretched", "ssim_stretched", "noise_reduction", "bias_sigma",
+                    "flux_err_median", "new_zero", "new_clipped"):
+            assert key in r
+    assert rows[1]["seconds"] >= 0 and "peak_mb" in rows[1]
+    assert "train_seconds" in rows[3]
+    assert "cpu" in res["machine"] and "versions" in res["machine"]
+    assert md.read_text().startswith("# Benchmark results")
+
+
+def test_real_path_skips_cleanly_without_data(tmp_path):
+    res = run_real(tmp_path / "nowhere", ["gaussian"], quick=True)
+    assert res["rows"] == [] and "skipped" in res["skipped"]
+    assert bench.main(["--scenario", "real", "--methods", "gaussian", "--real-dir", str(tmp_path)]) == 0
