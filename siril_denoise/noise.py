@@ -29,7 +29,10 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage, special
 
-__all__ = ["estimate_sigma", "NoiseModel", "estimate_noise_model", "anscombe", "inverse_anscombe", "Normaliser"]
+__all__ = [
+    "estimate_sigma", "NoiseModel", "estimate_noise_model", "anscombe", "inverse_anscombe",
+    "algebraic_inverse_anscombe", "Normaliser",
+]
 
 _MAD_TO_SIGMA = 1.482602218505602
 
@@ -256,9 +259,26 @@ def estimate_noise_model(
 # ---------------------------------------------------------------------------
 # Anscombe transform and its exact unbiased inverse (Poisson)
 
+_S0 = float(np.sqrt(0.375))  # sqrt(3/8)
+_D0 = 2.0 * _S0  # anscombe(0)
+
+
 def anscombe(y: np.ndarray) -> np.ndarray:
-    """Anscombe transform ``2·sqrt(y + 3/8)`` (argument limited at −3/8)."""
-    return 2.0 * np.sqrt(np.maximum(y + 0.375, 0.0))
+    """Anscombe transform ``2·sqrt(y + 3/8)`` for y ≥ 0, continued linearly below.
+
+    Read noise puts some pixels below zero counts; instead of clipping them
+    (the square root's domain ends at −3/8) the transform continues with its
+    tangent at y = 0, ``2·sqrt(3/8) + y / sqrt(3/8)``, so it stays smooth,
+    monotone and invertible for every pixel.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    return np.where(y >= 0, 2.0 * np.sqrt(np.maximum(y, 0.0) + 0.375), _D0 + y / _S0)
+
+
+def algebraic_inverse_anscombe(d: np.ndarray) -> np.ndarray:
+    """Exact algebraic inverse of :func:`anscombe` (both branches)."""
+    d = np.asarray(d, dtype=np.float64)
+    return np.where(d >= _D0, d * d / 4.0 - 0.375, (d - _D0) * _S0)
 
 
 @lru_cache(maxsize=1)
@@ -277,7 +297,8 @@ def _unbiased_table() -> tuple[np.ndarray, np.ndarray]:
 def inverse_anscombe(d: np.ndarray) -> np.ndarray:
     """Exact unbiased inverse of :func:`anscombe` for Poisson data.
 
-    Returns λ such that E[anscombe(Poisson(λ))] = d. Above the table the
+    Returns λ such that E[anscombe(Poisson(λ))] = d (Poisson counts are never
+    negative, so only the square-root branch enters). Above the table the
     closed-form asymptotic expansion of Mäkitalo & Foi is used (error < 1e-6);
     below E at λ = 0 (d < 2·sqrt(3/8)) the inverse continues linearly to
     negative λ instead of clipping.
@@ -361,7 +382,7 @@ class Normaliser:
         if self.transform == "gat":
             a = self.a[:, None, None]
             d = z + self.offset[:, None, None]
-            y = inverse_anscombe(d) if unbiased else d * d / 4.0 - 0.375
+            y = inverse_anscombe(d) if unbiased else algebraic_inverse_anscombe(d)
             x = a * y - self.c[:, None, None] / a
         else:
             x = z * self.scale[:, None, None] + self.offset[:, None, None]

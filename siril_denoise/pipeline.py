@@ -120,21 +120,25 @@ def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto")
     return nm, Normaliser.fit(frames, nm, transform)
 
 
-def _train_config(method: str, time_budget: float | None, seed: int, device: str):
+def _train_config(method: str, time_budget: float | None, seed: int, device: str, max_steps: int | None):
     from .training import TrainConfig
 
     if method == "zsn2n":
-        return TrainConfig(max_steps=3000, batch=8, crop=128, lr=1e-3, time_budget=time_budget, seed=seed,
-                           eval_interval=50, patience=20, device=device)
-    if method == "nb2nb":
-        return TrainConfig(max_steps=3000, batch=8, crop=96, lr=5e-4, time_budget=time_budget, seed=seed,
-                           eval_interval=50, patience=20, device=device)
-    return TrainConfig(max_steps=6000, batch=8, crop=96, lr=5e-4, time_budget=time_budget, seed=seed,
-                       eval_interval=100, patience=15, device=device)
+        cfg = TrainConfig(max_steps=3000, batch=8, crop=128, lr=1e-3, eval_interval=50, patience=20)
+    elif method == "nb2nb":
+        cfg = TrainConfig(max_steps=3000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20)
+    else:
+        cfg = TrainConfig(max_steps=6000, batch=8, crop=96, lr=5e-4, eval_interval=100, patience=15)
+    cfg.time_budget, cfg.seed, cfg.device = time_budget, seed, device
+    if max_steps:
+        cfg.max_steps = int(max_steps)
+        cfg.eval_interval = max(5, min(cfg.eval_interval, cfg.max_steps // 5))
+        cfg.warmup_steps = min(cfg.warmup_steps, max(1, cfg.max_steps // 10))
+    return cfg
 
 
 def _model_metadata(method: str, net_name: str, info: LayoutInfo, channels: int, nm: NoiseModel, norm: Normaliser,
-                    inverse: str, result, meta, frames: int, extra: dict | None = None) -> dict:
+                    result, meta, frames: int, extra: dict | None = None) -> dict:
     camera = {}
     if meta is not None:
         for key in ("instrument", "gain", "offset", "egain", "exposure", "temperature", "filter", "xbinning",
@@ -154,7 +158,7 @@ def _model_metadata(method: str, net_name: str, info: LayoutInfo, channels: int,
         "data_units": "adu" if info.dtype == np.uint16 else "float",
         "is_stack": _is_stack(meta),
         "normalisation": norm.to_dict(),
-        "inverse": inverse,
+        "inverse": "algebraic",  # trained against linear targets (methods/domain.py)
         "noise_model": nm.to_dict(),
         "training": training,
         "camera": camera,
@@ -216,6 +220,7 @@ def denoise_image(
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
     seed: int = 0,
+    max_steps: int | None = None,
 ) -> DenoiseResult:
     """Denoise one image with a zero-shot method trained on the image itself.
 
@@ -238,6 +243,7 @@ def denoise_image(
         meta: optional :class:`siril_denoise.io.ImageMeta` or dict (EGAIN,
             STACKCNT... recorded in the model).
         save_model: also keep the trained ``.onnx`` model at this path.
+        max_steps: cap on training steps (default: the method's), besides the time budget.
         progress: ``progress(fraction, message)``; should_cancel: polled often.
 
     Returns:
@@ -259,10 +265,10 @@ def denoise_image(
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
     net_name = net or DEFAULT_NET[method]
     network = build_network(net_name, work.shape[0])
-    m = METHODS[method]([z])
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu")
+    m = METHODS[method]([work], norm)
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps)
     result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel)
-    metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, m.inverse, result, meta, 1)
+    metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, result, meta, 1)
     network.to(torch.device("cpu"))
     with tempfile.TemporaryDirectory(prefix="siril-denoise-") as tmp:
         path = Path(save_model) if save_model else Path(tmp) / "model.onnx"
@@ -272,7 +278,7 @@ def denoise_image(
         zh, den = _infer(path, z, tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
                          progress=_sub(progress, 0.8, 1.0), should_cancel=should_cancel)
         metadata = den.metadata
-    denoised = norm.inverse(zh, unbiased=m.inverse == "unbiased")
+    denoised = norm.inverse(zh, unbiased=False)
     if protect:
         for scale in (1.5, 0.7):
             denoised, _ = restore_structure(work, denoised, nm, scale=scale)
@@ -351,7 +357,7 @@ def apply_model(
         log.warning(w)
     zh, den = _infer(den, norm.forward(work), tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
                      progress=progress, should_cancel=should_cancel)
-    denoised = norm.inverse(zh, unbiased=md.get("inverse", "unbiased") == "unbiased")
+    denoised = norm.inverse(zh, unbiased=md.get("inverse") == "unbiased")
     if protect:
         for scale in (1.5, 0.7):
             denoised, _ = restore_structure(work, denoised, nm, scale=scale)
@@ -374,6 +380,7 @@ def train_on_frames(
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
     seed: int = 0,
+    max_steps: int | None = None,
     out_dir: str | Path | None = None,
     validation_frame: int | None = None,
 ) -> TrainedModel:
@@ -455,11 +462,10 @@ def train_on_frames(
         m = Noise2Noise(tr, va, norm)
         extra = {"validation_frame": val, "pairs": tr.pair_stats()}
     else:
-        m = METHODS[method]([norm.forward(w) for w in works])
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu")
+        m = METHODS[method](works, norm)
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps)
     result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel)
-    metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, m.inverse, result, meta,
-                               len(works), extra)
+    metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, result, meta, len(works), extra)
     network.to(torch.device("cpu"))
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="siril-denoise-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ same signal and independent noise. With f the denoiser and γ > 0,
     L = ‖f(g1(y)) − g2(y)‖² + γ ‖f(g1(y)) − g2(y) − (g1(f(y)) − g2(f(y)))‖²
 
 where f(y) is computed without gradient. The regulariser corrects for the
-small signal difference between the two sub-images. Like every blind-spot
-style method it needs noise independent between neighbouring pixels: not
-for registered (resampled) frames.
+small signal difference between the two sub-images. Errors are measured in
+data units, variance-weighted (:mod:`.domain`). Like every blind-spot style
+method it needs noise independent between neighbouring pixels: not for
+registered (resampled) frames.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..noise import Normaliser
 from .crops import random_crops
+from .domain import LinearDomain
 
 # Cell positions (0,0), (0,1), (1,0), (1,1) as flat indices 0..3; neighbours
 # share a row or a column.
@@ -32,39 +35,44 @@ def neighbour_masks(rng: np.random.Generator, n: int, h2: int, w2: int) -> tuple
     return i1, i2
 
 
-def subsample(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Pick one pixel per 2×2 cell: ``y`` (N,C,H,W), ``idx`` (N,H/2,W/2) in 0..3."""
+def subsample(y, idx):
+    """Pick one pixel per 2×2 cell: ``y`` (N,C,H,W) numpy or torch, ``idx`` (N,H/2,W/2) in 0..3."""
     n, c, h, w = y.shape
+    if isinstance(y, np.ndarray):
+        cells = y.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        return np.take_along_axis(cells, np.broadcast_to(idx[:, None, :, :, None], (n, c, h // 2, w // 2, 1)), 4)[..., 0]
     cells = y.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
     index = idx[:, None, :, :, None].expand(n, c, h // 2, w // 2, 1)
     return torch.gather(cells, 4, index)[..., 0]
 
 
 class Neighbor2Neighbor:
-    """Nb2Nb on crops of one or more images in the normalised domain."""
+    """Nb2Nb on crops of one or more images (data units, ``(C, H, W)``)."""
 
     name = "nb2nb"
-    inverse = "unbiased"
 
-    def __init__(self, images: list[np.ndarray], gamma: float = 2.0) -> None:
+    def __init__(self, images: list[np.ndarray], normaliser: Normaliser, gamma: float = 2.0) -> None:
         self.images = images
+        self.domain = LinearDomain(normaliser)
         self.gamma = gamma
 
     def sample(self, rng: np.random.Generator, crop: int, batch: int) -> tuple[np.ndarray, ...]:
         y = random_crops(self.images, rng, crop, batch)
         i1, i2 = neighbour_masks(rng, batch, y.shape[2] // 2, y.shape[3] // 2)
-        return y, i1, i2
+        g1, g2 = subsample(y, i1), subsample(y, i2)
+        f = self.domain.forward_np
+        return f(y), f(g1), g2, i1, i2
 
     def validation(self, rng: np.random.Generator, crop: int, batch: int, n: int) -> list[tuple[np.ndarray, ...]]:
         return [self.sample(rng, crop, batch) for _ in range(n)]
 
     def loss(self, net: torch.nn.Module, batch) -> torch.Tensor:
-        y, i1, i2 = batch
+        zy, zg1, g2, i1, i2 = batch
         i1, i2 = i1.long(), i2.long()
-        g1, g2 = subsample(y, i1), subsample(y, i2)
-        out = net(g1)
+        dom = self.domain
+        out, var = dom.to_linear(net(zg1))
         with torch.no_grad():
-            full = net(y)
+            full, _ = dom.to_linear(net(zy))
         diff = out - g2
         reg = diff - (subsample(full, i1) - subsample(full, i2))
-        return torch.mean(diff**2) + self.gamma * torch.mean(reg**2)
+        return torch.mean(diff**2 / var) + self.gamma * torch.mean(reg**2 / var)

@@ -1,0 +1,108 @@
+"""The shared training loop and the self-supervised methods."""
+
+import doctest
+
+import numpy as np
+import pytest
+import torch
+
+from siril_denoise.errors import Cancelled
+from siril_denoise.methods import Neighbor2Neighbor, ZeroShotN2N, nb2nb, zsn2n
+from siril_denoise.networks import NETWORKS, build_network
+from siril_denoise.noise import Normaliser, estimate_noise_model
+from siril_denoise.training import TrainConfig, get_lr, train
+
+
+def _image(seed=0, size=64):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truth = 300 + 200 * np.exp(-((xx - size / 2) ** 2 + (yy - size / 3) ** 2) / 60.0)
+    x = (rng.poisson(truth) + rng.normal(0, 3, truth.shape)).astype(np.float32)[None]
+    return x, Normaliser.fit(x, estimate_noise_model(x))
+
+
+def test_method_docstring_examples_run():
+    for mod in (zsn2n, nb2nb):
+        assert doctest.testmod(mod).failed == 0
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("channels", [1, 4])
+def test_networks_keep_shape_and_start_near_identity(name, channels):
+    net = build_network(name, channels)
+    m = getattr(net, "multiple", 1)
+    x = torch.randn(2, channels, 8 * m if m > 1 else 20, 8 * m if m > 1 else 24)
+    y = net(x)
+    assert y.shape == x.shape
+    if name != "zsn2n":  # residual nets with a zero last layer start as the identity
+        assert torch.allclose(y, x)
+
+
+def test_nb2nb_numpy_and_torch_subsamplers_agree():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 3, 8, 10)).astype(np.float32)
+    i1, i2 = nb2nb.neighbour_masks(rng, 2, 4, 5)
+    assert np.all(i1 != i2) and np.all((i1 + i2) % 3 != 0)  # neighbours share a row or column
+    np.testing.assert_array_equal(nb2nb.subsample(y, i1), nb2nb.subsample(torch.from_numpy(y), torch.from_numpy(i1)).numpy())
+
+
+@pytest.mark.parametrize("method", [ZeroShotN2N, Neighbor2Neighbor])
+def test_training_lowers_the_validation_loss(method):
+    x, norm = _image()
+    net = build_network("zsn2n", 1)
+    r = train(net, method([x], norm), TrainConfig(max_steps=40, crop=32, batch=4, eval_interval=10, warmup_steps=5,
+                                                 time_budget=None))
+    assert r.best_val < r.history[0]["val_loss"]
+    assert r.steps == 40 and r.stopped in ("max_steps", "early_stopping")
+
+
+def test_training_is_repeatable_with_a_seed():
+    x, norm = _image()
+    states = []
+    for _ in range(2):
+        net = build_network("zsn2n", 1)
+        torch.manual_seed(123)  # same initial weights
+        net = build_network("zsn2n", 1)
+        train(net, ZeroShotN2N([x], norm), TrainConfig(max_steps=10, crop=32, batch=2, eval_interval=5, time_budget=None, seed=7))
+        states.append(torch.cat([p.flatten() for p in net.parameters()]))
+    assert torch.equal(states[0], states[1])
+
+
+class _Exploding(ZeroShotN2N):
+    """A method whose loss becomes NaN after some steps (a diverging run)."""
+
+    def __init__(self, *a, after=8, **k):
+        super().__init__(*a, **k)
+        self.calls, self.after = 0, after
+
+    def loss(self, net, batch):
+        self.calls += 1
+        out = super().loss(net, batch)
+        return out * float("nan") if net.training and self.calls > self.after else out
+
+
+def test_divergence_guard_restores_the_best_weights_and_stops():
+    x, norm = _image()
+    net = build_network("zsn2n", 1)
+    r = train(net, _Exploding([x], norm), TrainConfig(max_steps=100, crop=32, batch=2, eval_interval=4, time_budget=None,
+                                                      max_lr_drops=2))
+    assert r.stopped == "diverged" and r.lr_drops == 3
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_cancel_raises_and_time_budget_stops():
+    x, norm = _image()
+    calls = []
+    with pytest.raises(Cancelled):
+        train(build_network("zsn2n", 1), ZeroShotN2N([x], norm), TrainConfig(max_steps=100, crop=32, batch=2),
+              should_cancel=lambda: calls.append(1) or len(calls) > 3)
+    r = train(build_network("zsn2n", 1), ZeroShotN2N([x], norm),
+              TrainConfig(max_steps=100000, crop=32, batch=2, time_budget=1.0, eval_interval=1000))
+    assert r.stopped == "time_budget" and r.seconds < 10
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert get_lr(0.0, cfg, 0) == pytest.approx(1e-4)
+    assert get_lr(0.1, cfg, 10) == pytest.approx(1e-3, rel=0.05)
+    assert get_lr(1.0, cfg, 500) == pytest.approx(1e-4)
