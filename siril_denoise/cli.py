@@ -419,7 +419,7 @@ def _read_frames(paths: Sequence[Path], con: _Console, cancel: Callable[[], bool
 def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> tuple[Any, Any]:
     """Read the frames, train, add to the library; returns (TrainedModel, LibraryEntry | None)."""
     from .library import sanitise_name
-    from .pipeline import train_on_frames
+    from .pipeline import DEFAULT_NET, train_on_frames
 
     paths = _gather_inputs(patterns)
     if args.method == "n2n" and len(paths) < 2:
@@ -444,7 +444,7 @@ def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> 
         first = frames[0]
         cfa = _resolve_cfa(args.cfa, first)
         budget = "no time limit" if args.time_budget is None else f"{args.time_budget:g} s"
-        con.info(f"Training {args.method} ({args.net or 'default network'}) on {len(frames)} frame(s) of "
+        con.info(f"Training {args.method} ({args.net or DEFAULT_NET[args.method]}) on {len(frames)} frame(s) of "
                  f"{'x'.join(map(str, first.data.shape))}{', Bayer ' + cfa if cfa else ''} ({budget}); "
                  "Ctrl-C cancels.")
         with _Bar("training", not con.quiet) as bar:
@@ -786,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training time limit in seconds (default %(default)s)")
     p.add_argument("--save-model", metavar="M.onnx", default=None, help="also keep the trained model here")
     p.add_argument("--save-to-library", nargs="?", const=True, default=None, metavar="NAME",
-                   help="add the trained model to the library (optionally under NAME)")
+                   help="add the trained model to the library (optionally under NAME; put IN before this option)")
     _add_inference(p)
     _add_cfa(p)
     _add_cpu(p)
