@@ -41,6 +41,8 @@ class ZSN2NNet(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Conv2d(features, channels, 1),
         )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)

@@ -34,8 +34,7 @@ def test_networks_keep_shape_and_start_near_identity(name, channels):
     x = torch.randn(2, channels, 8 * m if m > 1 else 20, 8 * m if m > 1 else 24)
     y = net(x)
     assert y.shape == x.shape
-    if name != "zsn2n":  # residual nets with a zero last layer start as the identity
-        assert torch.allclose(y, x)
+    assert torch.allclose(y, x)  # residual nets with a zero last layer start as the identity
 
 
 def test_nb2nb_numpy_and_torch_subsamplers_agree():
