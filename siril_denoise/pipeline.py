@@ -15,6 +15,7 @@ blend → Siril layout, same dtype. Every result carries a
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -123,18 +124,31 @@ def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto")
 def _train_config(method: str, time_budget: float | None, seed: int, device: str, max_steps: int | None):
     from .training import TrainConfig
 
+    # Validation losses are noisy (the targets are noisy): many held-out
+    # batches, so that "best" is not decided by the luck of a few crops.
     if method == "zsn2n":
-        cfg = TrainConfig(max_steps=3000, batch=8, crop=128, lr=1e-3, eval_interval=50, patience=20)
+        cfg = TrainConfig(max_steps=3000, batch=8, crop=128, lr=1e-3, eval_interval=50, patience=20, val_batches=8)
     elif method == "nb2nb":
-        cfg = TrainConfig(max_steps=3000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20)
+        cfg = TrainConfig(max_steps=3000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20, val_batches=8)
     else:
-        cfg = TrainConfig(max_steps=6000, batch=8, crop=96, lr=5e-4, eval_interval=100, patience=15)
+        cfg = TrainConfig(max_steps=6000, batch=8, crop=96, lr=5e-4, eval_interval=100, patience=15, val_batches=16)
     cfg.time_budget, cfg.seed, cfg.device = time_budget, seed, device
     if max_steps:
         cfg.max_steps = int(max_steps)
         cfg.eval_interval = max(5, min(cfg.eval_interval, cfg.max_steps // 5))
         cfg.warmup_steps = min(cfg.warmup_steps, max(1, cfg.max_steps // 10))
     return cfg
+
+
+def _fit_crop(crop: int, shape: tuple[int, int], multiple: int, fraction: float = 1.0) -> int:
+    """The training crop, no larger than ``fraction`` of the image's smaller side.
+
+    Rounded down to a multiple of the network's ``multiple`` and of 4 (the
+    zero-shot samplers halve it); at least 16 pixels.
+    """
+    step = math.lcm(4, max(int(multiple), 1))
+    limit = int(min(shape) * fraction) // step * step
+    return max(16, min(crop, limit))
 
 
 def _model_metadata(method: str, net_name: str, info: LayoutInfo, channels: int, nm: NoiseModel, norm: Normaliser,
@@ -267,6 +281,7 @@ def denoise_image(
     network = build_network(net_name, work.shape[0])
     m = METHODS[method]([work], norm)
     cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps)
+    cfg.crop = _fit_crop(cfg.crop, work.shape[1:], getattr(network, "multiple", 1))
     result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel)
     metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, result, meta, 1)
     network.to(torch.device("cpu"))
@@ -464,6 +479,7 @@ def train_on_frames(
     else:
         m = METHODS[method](works, norm)
     cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps)
+    cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), 0.75 if method == "n2n" else 1.0)
     result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel)
     metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, result, meta, len(works), extra)
     network.to(torch.device("cpu"))

@@ -263,7 +263,7 @@ def aperture_flux(
     return out
 
 
-def _estimate_fwhm(image: np.ndarray, x: np.ndarray, y: np.ndarray, n: int = 20) -> float:
+def estimate_fwhm(image: np.ndarray, x: np.ndarray, y: np.ndarray, n: int = 20) -> float:
     """Median FWHM (px) of up to ``n`` stars, from the area above half their peak."""
     h, w = image.shape
     r = 8
@@ -544,7 +544,7 @@ def quality_report(
     ratio = faint_ratio = None
     n_used = 0
     if sx.size:
-        fwhm = _estimate_fwhm(lum_b, sx, sy)
+        fwhm = estimate_fwhm(lum_b, sx, sy)
         r_ap = max(2.0, 2.0 * fwhm)
         r_in, r_out = r_ap + 2.0, r_ap + 2.0 + max(4.0, 2.0 * fwhm)
         fb = aperture_flux(lum_b, sx, sy, r_ap, r_in, r_out)

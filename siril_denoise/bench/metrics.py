@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 
 from siril_denoise.noise import estimate_noise_model, estimate_sigma
 from siril_denoise.report import (
-    _estimate_fwhm,
+    estimate_fwhm,
     aperture_flux,
     background_mask,
     display_stretch,
@@ -182,7 +182,7 @@ def score(out: np.ndarray, truth: np.ndarray, noisy: np.ndarray, stars: StarSet,
             faint = ok & (stars.snr < FAINT_STAR_SNR)
             if faint.any():
                 res["faint_flux_err_median"] = float(np.median(err[faint]))
-        f_t = _estimate_fwhm(luminance(truth), stars.x, stars.y)
-        f_o = _estimate_fwhm(luminance(out), stars.x, stars.y)
+        f_t = estimate_fwhm(luminance(truth), stars.x, stars.y)
+        f_o = estimate_fwhm(luminance(out), stars.x, stars.y)
         res["fwhm_ratio"] = float(f_o / f_t) if f_t > 0 else None
     return res

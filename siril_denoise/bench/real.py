@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from siril_denoise.layout import to_working
 from siril_denoise.noise import estimate_sigma
-from siril_denoise.report import _estimate_fwhm, aperture_flux, background_mask, find_stars, quality_report
+from siril_denoise.report import estimate_fwhm, aperture_flux, background_mask, find_stars, quality_report
 
 from .baselines import BASELINES
 from .metrics import apertures
@@ -73,7 +73,7 @@ class StackComparison:
         ok = full[np.round(y).astype(int), np.round(x).astype(int)] & \
             ~saturated[np.round(y).astype(int), np.round(x).astype(int)]
         self.x, self.y = x[ok], y[ok]
-        self.radii = apertures(_estimate_fwhm(stack, self.x, self.y))
+        self.radii = apertures(estimate_fwhm(stack, self.x, self.y))
         self.flux_stack = aperture_flux(self.stack, self.x, self.y, *self.radii)
         self.raw_flux = aperture_flux(raw_work.sum(axis=0).astype(np.float64), self.x, self.y, *self.radii)
         good = np.isfinite(self.flux_stack) & (self.flux_stack > 0)
