@@ -188,37 +188,24 @@ class _CtrlC:
 # Small helpers shared by the subcommands
 # --------------------------------------------------------------------------
 
-def _strength(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 (original) and 1 (fully denoised), got {text}")
-    return value
+def _number(kind: type, lo: float, hi: float | None = None, *, open_lo: bool = False, what: str = ""):
+    """An argparse type: a ``kind`` (int or float) within [lo, hi] (or above lo when ``open_lo``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if (value <= lo if open_lo else value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(what or f"must be greater than {lo:g}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
+_strength = _number(float, 0.0, 1.0, what="must be between 0 (original) and 1 (fully denoised)")
+_positive_float = _number(float, 0.0, open_lo=True)
+_positive_int = _number(int, 0, open_lo=True)
 
 
 def _split_name(path: Path) -> tuple[str, str]:

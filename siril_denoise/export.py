@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ModelError
+from .fileutil import write_atomic
 from .inference import CPU, FORMAT_VERSION, METADATA_KEY, _create_session, parse_metadata
 
 log = logging.getLogger("siril_denoise.export")
@@ -148,23 +148,6 @@ def _parity(model: bytes, net: Any, channels: int, multiple: int) -> tuple[float
     return worst, shapes
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: dict,
                 opset: int = 17, check: bool = True) -> ExportReport:
     """Export ``net`` to an ONNX file at ``path`` with dynamic batch, height and width.
@@ -237,7 +220,7 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
             raise ModelError(f"The exported model does not match the trained network "
                              f"(relative error {worst:.2e} > {PARITY_TOLERANCE:.0e}); nothing was saved.")
     try:
-        _write_atomic(path, data)
+        write_atomic(path, data)
     except OSError as exc:
         raise ModelError(f"Could not write the model to {path}: {exc.strerror or exc}. "
                          f"Check the free disk space and permissions.") from exc

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, Mapping
 import platformdirs
 
 from .errors import ModelError
+from .fileutil import write_atomic
 
 log = logging.getLogger("siril_denoise.library")
 
@@ -308,8 +308,8 @@ class ModelLibrary:
         dest = self.root / f"{stem}.onnx"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write(dest, src.read_bytes())
-            _atomic_write(dest.with_suffix(".json"),
+            write_atomic(dest, src.read_bytes())
+            write_atomic(dest.with_suffix(".json"),
                           (json.dumps(info, indent=2, default=_json_default) + "\n").encode())
         except OSError as exc:
             raise ModelError(f"Could not save model {stem!r} in {self.root}: "
@@ -587,22 +587,6 @@ def _default_name(info: Mapping) -> str:
     date = _parse_date(info.get("trained")) or datetime.now()
     parts.append(date.strftime("%Y%m%d-%H%M"))
     return sanitise_name("_".join(parts)) or "model"
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _stack_state(meta: Mapping) -> tuple[bool | None, int | None]:

@@ -1,0 +1,79 @@
+"""The engine end to end: zero-shot denoising, saved models, Noise2Noise on a session."""
+
+import numpy as np
+import pytest
+
+from siril_denoise.errors import InputError, ModelError
+from siril_denoise.pipeline import apply_model, denoise_image, train_on_frames
+from siril_denoise.report import display_stretch, psnr, stretch_params_from
+from siril_denoise.synthetic import bayer_session, faint_mono
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tmp_path_factory):
+    s = faint_mono((128, 128), 11)
+    path = tmp_path_factory.mktemp("m") / "zs.onnx"
+    res = denoise_image(s.frames[0], method="zsn2n", time_budget=None, max_steps=120, save_model=path, use_gpu=False)
+    return s, res, path
+
+
+def test_zero_shot_halves_the_noise_and_keeps_the_sky_and_the_stars(zero_shot):
+    s, res, _ = zero_shot
+    rep = res.report
+    assert res.data.dtype == np.uint16 and res.data.shape == s.frames[0].shape
+    assert rep.noise_reduction_overall >= 2.0
+    assert abs(rep.background_shift_sigma[0]) < 0.05
+    assert rep.new_clipped_pixels == 0 and rep.new_zero_pixels == 0
+    assert abs(rep.star_flux_ratio - 1) < 0.03
+    sp = stretch_params_from(s.truth[0])
+    seen = lambda a: display_stretch(a.astype(np.float64), **sp)  # what the user looks at
+    assert psnr(seen(res.data), seen(s.truth[0]), 1.0) > psnr(seen(s.frames[0]), seen(s.truth[0]), 1.0) + 3.0
+
+
+def test_saved_model_reproduces_the_result_and_refuses_other_data(zero_shot):
+    s, res, path = zero_shot
+    again = apply_model(s.frames[0], path, use_gpu=False)
+    assert np.abs(again.data.astype(int) - res.data.astype(int)).max() <= 1
+    assert again.model_metadata["method"] == "zsn2n" and again.model_metadata["channels"] == 1
+    rgb = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    with pytest.raises(ModelError, match="mono.*3-channel"):
+        apply_model(rgb, path)
+    with pytest.raises(ModelError, match="Bayer"):
+        apply_model(s.frames[0], path, cfa_pattern="RGGB")
+
+
+def test_strength_zero_gives_back_the_input(zero_shot):
+    s, _, path = zero_shot
+    out = apply_model(s.frames[0], path, strength=0.0, use_gpu=False)
+    np.testing.assert_array_equal(out.data, s.frames[0])
+    with pytest.raises(InputError, match="Strength"):
+        apply_model(s.frames[0], path, strength=1.5)
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path, zero_shot):
+    _, _, path = zero_shot
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ModelError):
+        apply_model(zero_shot[0].frames[0], bad)
+
+
+def test_noise2noise_needs_two_frames_of_one_size():
+    f = np.random.default_rng(0).integers(100, 200, (64, 64), dtype=np.uint16)
+    with pytest.raises(InputError, match="at least 2 frames.*zsn2n"):
+        train_on_frames([f], method="n2n")
+    with pytest.raises(InputError, match="different sizes"):
+        train_on_frames([f, f[:, :48]], method="n2n")
+
+
+def test_noise2noise_on_a_raw_bayer_session(tmp_path):
+    s = bayer_session((96, 96), 5, n_frames=4, dither=4)
+    trained = train_on_frames(list(s.frames), homographies=list(s.homographies), cfa_pattern="RGGB",
+                              time_budget=None, max_steps=60, use_gpu=False, out_dir=tmp_path)
+    md = trained.metadata
+    assert md["method"] == "n2n" and md["cfa"] == "RGGB" and md["channels"] == 4
+    assert md["training"]["validation_frame"] == 3 and md["training"]["frames"] == 4
+    assert trained.history_csv.read_text().startswith("step,")
+    res = apply_model(s.frames[0], trained.onnx_path, cfa_pattern="RGGB", use_gpu=False)
+    assert res.data.shape == s.frames[0].shape and res.data.dtype == np.uint16
+    assert res.report.noise_reduction_overall > 1.3
