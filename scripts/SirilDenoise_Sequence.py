@@ -10,6 +10,7 @@ loaded. The original frames are never changed; a cancel removes the frames
 already written. Needs a sequence of FITS files (not SER or FITSEQ).
 
     pyscript SirilDenoise_Sequence.py --model NAME --prefix dn_
+    pyscript SirilDenoise_Sequence.py --seq light_ --model NAME   # siril-cli: by name
     pyscript SirilDenoise_Sequence.py --help
 """
 

@@ -10,6 +10,7 @@ the log, and saved in the model library, where the Denoise image and
 Denoise sequence scripts offer it for matching data.
 
     pyscript SirilDenoise_Train.py --name my_camera_g100 --time-budget 900
+    pyscript SirilDenoise_Train.py --seq r_light_ --name my_camera_g100   # siril-cli: by name
     pyscript SirilDenoise_Train.py --help
 """
 

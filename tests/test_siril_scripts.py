@@ -231,3 +231,130 @@ def test_trained_model_is_saved_and_offered_first_to_the_image_script(tmp_path):
     assert len(list(session.wd.glob("m_r_light_*.fit"))) == 4
     assert (session.wd / "m_r_light_.seq").is_file()
     _no_traceback(proc)
+
+
+# -- a sequence given by name (--seq), as under siril-cli ---------------------
+
+
+def test_sequence_by_name_headless_writes_selected_frames_and_creates_the_sequence(tmp_path):
+    session = Session(tmp_path)
+    frames = [_noisy((48, 48), s) for s in range(3)]
+    originals = session.sequence_on_disk("light_", frames, HEADER, selected=[True, False, True])
+    before = [digest(p) for p in originals] + [digest(session.wd / "light_.seq")]
+    proc = run_script("SirilDenoise_Sequence.py", ["--seq", "light_", "--method", "nb2nb"], session,
+                      fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    written = sorted(p.name for p in session.wd.glob("dn_*.fit"))
+    assert written == ["dn_light_00001.fit", "dn_light_00003.fit"]
+    data, header = read_fits(session.wd / "dn_light_00003.fit")
+    assert data.dtype == np.uint16 and data.shape == (48, 48)
+    assert header["OBJECT"] == "M42" and header["EXPTIME"] == 30.0 and header["FRAMENUM"] == 3
+    assert "siril-denoise" in str(header["HISTORY"]) and "nb2nb" in str(header["HISTORY"])
+    assert data.std() < frames[2].std()
+    assert [digest(p) for p in originals] + [digest(session.wd / "light_.seq")] == before
+    assert (session.wd / "dn_light_.seq").is_file()
+    assert [c["root"] for c in session.calls("create_new_seq")] == ["dn_light_"]
+    assert not session.calls("set_seq_frame_pixeldata") and not session.calls("crash")
+    _no_traceback(proc)
+
+
+def test_missing_seq_file_says_where_it_looked(tmp_path):
+    session = Session(tmp_path)
+    proc = run_script("SirilDenoise_Sequence.py", ["--seq", "nothere_"], session, fake_engine=True)
+    assert proc.returncode == 1
+    log = session.log_text()
+    assert "Sequence 'nothere_' not found" in log and str(session.wd / "nothere_.seq") in log
+    _no_traceback(proc)
+
+
+def test_no_sequence_headless_points_to_seq(tmp_path):
+    session = Session(tmp_path)
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "No sequence is loaded" in session.log_text() and "--seq" in session.log_text()
+    _no_traceback(proc)
+
+
+@pytest.mark.parametrize("script", ["SirilDenoise_Sequence.py", "SirilDenoise_Train.py"])
+def test_seq_by_name_of_a_ser_file_says_to_convert(tmp_path, script):
+    session = Session(tmp_path)
+    session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(2)], HEADER, seq_type="S")
+    proc = run_script(script, ["--seq", "light_.seq"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "SER" in session.log_text() and "Convert" in session.log_text()
+    assert not list(session.wd.glob("dn_*"))
+    _no_traceback(proc)
+
+
+def test_missing_frame_files_are_named(tmp_path):
+    session = Session(tmp_path)
+    paths = session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(3)], HEADER)
+    paths[1].unlink()
+    proc = run_script("SirilDenoise_Sequence.py", ["--seq", "light_"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "missing" in session.log_text() and "light_00002" in session.log_text()
+    assert not list(session.wd.glob("dn_*"))
+    _no_traceback(proc)
+
+
+def test_failure_half_way_removes_what_was_written_and_creates_no_sequence(tmp_path):
+    session = Session(tmp_path)
+    paths = session.sequence_on_disk("light_", [_noisy((24, 24), s) for s in range(3)], HEADER)
+    paths[1].write_bytes(paths[1].read_bytes()[:3000])  # truncated: unreadable
+    proc = run_script("SirilDenoise_Sequence.py", ["--seq", "light_", "--method", "zsn2n"], session,
+                      fake_engine=True)
+    assert proc.returncode == 1
+    assert "truncated or corrupt" in session.log_text()
+    assert "Removed the 1 frame(s)" in session.log_text()
+    assert not list(session.wd.glob("dn_*"))
+    assert not session.calls("create_new_seq")
+    _no_traceback(proc)
+
+
+def test_train_by_name_needs_two_selected_frames(tmp_path):
+    session = Session(tmp_path)
+    session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(3)], HEADER,
+                             selected=[False, True, False])
+    proc = run_script("SirilDenoise_Train.py", ["--seq", "light_"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "at least 2 selected frames" in session.log_text()
+    _no_traceback(proc)
+
+
+def test_train_by_name_gives_the_selected_frames_and_their_homographies(tmp_path):
+    import json
+
+    session = Session(tmp_path)
+    shift = [1, 0, 2.5, 0, 1, -1, 0, 0, 1]
+    identity = [1, 0, 0, 0, 1, 0, 0, 0, 1]
+    session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(3)], HEADER,
+                             selected=[True, False, True], registration=[identity, identity, shift])
+    proc = run_script("SirilDenoise_Train.py", ["--seq", "light_", "--nogpu"], session,
+                      fake_engine=True)
+    call = json.loads((session.dir / "train_call.json").read_text())  # the fake engine stops there
+    assert call["frames"] == 2 and call["dtypes"] == ["uint16", "uint16"]
+    assert np.allclose(call["homographies"][1], np.array(shift).reshape(3, 3))
+    assert "registration data" in session.log_text()
+    assert proc.returncode == 1
+
+
+@real_engine
+def test_sequence_by_name_with_the_real_engine_zero_shot(tmp_path):
+    session = Session(tmp_path)
+    frames = [_noisy((48, 48), s) for s in range(3)]
+    originals = session.sequence_on_disk("light_", frames, HEADER, selected=[True, True, False])
+    before = [digest(p) for p in originals]
+    proc = run_script("SirilDenoise_Sequence.py",
+                      ["--seq", "light_", "--method", "zsn2n", "--time-budget", "1", "--nogpu"],
+                      session)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    assert sorted(p.name for p in session.wd.glob("dn_*.fit")) == ["dn_light_00001.fit",
+                                                                  "dn_light_00002.fit"]
+    for i in (1, 2):
+        data, header = read_fits(session.wd / f"dn_light_{i:05d}.fit")
+        assert data.dtype == np.uint16 and data.shape == (48, 48)
+        assert header["FRAMENUM"] == i and header["OBJECT"] == "M42"
+        assert not np.array_equal(data, frames[i - 1])
+    assert [digest(p) for p in originals] == before
+    assert (session.wd / "dn_light_.seq").is_file()
+    _no_traceback(proc)

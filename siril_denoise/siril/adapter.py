@@ -323,7 +323,8 @@ class SirilHost:
         if not self.has_sequence():
             raise InputError("No sequence is loaded in Siril. Load one in the Sequence tab "
                              "(set the working directory, Search sequences, pick it), then run "
-                             "the script again.")
+                             "the script again; or give it by name with --seq NAME (the only "
+                             "way under siril-cli, which cannot load a sequence).")
         try:
             seq = self.siril.get_seq()
         except sirilpy.SirilError as exc:
@@ -403,8 +404,13 @@ class SirilHost:
         """The file Siril writes for frame ``index`` with ``prefix``: ``<prefix><seq><NNNNN><ext>``."""
         return self.working_dir() / f"{prefix}{info.name}{info.filenums[index]:05d}{self.fits_extension()}"
 
-    def write_frame(self, info: SequenceInfo, index: int, data: Any, prefix: str) -> Path:
-        """Write frame ``index`` as a new file with ``prefix``; the original is never touched."""
+    def write_frame(self, info: SequenceInfo, index: int, data: Any, prefix: str,
+                    history: str | None = None) -> Path:
+        """Write frame ``index`` as a new file with ``prefix``; the original is never touched.
+
+        ``history`` is for hosts that write the file themselves; Siril writes
+        the header here (the original's, kept).
+        """
         if not prefix:
             raise InputError("A prefix is needed for the new sequence (e.g. dn_): without one "
                              "Siril would overwrite the original frames.")

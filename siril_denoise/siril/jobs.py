@@ -243,7 +243,8 @@ def denoise_loaded_sequence(host: Any, opts: JobOptions, progress: Progress,
                               frame_progress, should_cancel)
             _check_cancel(should_cancel)
             written.append(host.output_path(info, index, prefix))
-            host.write_frame(info, index, result.data, prefix)
+            host.write_frame(info, index, result.data, prefix,
+                             history=f"{label} strength {opts.strength:.2f}")
             warnings += [f"frame {index + 1}: {w}" for w in _report_text(result)[1]]
         _check_cancel(should_cancel)
         if not host.create_sequence(root):

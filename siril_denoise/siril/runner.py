@@ -4,6 +4,10 @@ Started from Siril's Scripts menu (``is_cli()`` False, no arguments) a script
 opens its dialog. Started headless (``siril-cli``), or with arguments through
 ``pyscript Name.py --flag ...``, it runs with the flags and shows no dialog.
 
+With ``--seq NAME`` the Sequence and Train scripts read the named sequence's
+``.seq`` file and frames themselves (:mod:`siril_denoise.siril.seqfile`):
+headless ``siril-cli`` cannot load a multi-file sequence.
+
 Expected failures (no image, wrong sequence type, busy Siril, no fitting
 model, too few frames, any :class:`DenoiseError`) end as one clear line in
 Siril's log (and a message box when there is a GUI), never a traceback.
@@ -66,6 +70,12 @@ def build_parser(job: str) -> argparse.ArgumentParser:
                             help="prefix of the new sequence (default dn_)")
         parser.add_argument("--no-load", action="store_true",
                             help="do not load the new sequence when done")
+    if job in ("sequence", "train"):
+        parser.add_argument("--seq", metavar="NAME",
+                            help="use this sequence instead of the loaded one: its name in "
+                                 "Siril's working directory (with or without .seq) or the path "
+                                 "of its .seq file; the frames are read from their FITS files "
+                                 "(needed under siril-cli, which cannot load a sequence)")
     if job == "train":
         parser.add_argument("--name", help="name of the model in the library "
                                            "(default: from camera, gain, exposure and date)")
@@ -202,6 +212,10 @@ def _run_headless(job: str, host: Any, args: argparse.Namespace) -> int:
     from .adapter import bootstrap
 
     opts = options_from_args(job, args)
+    if getattr(args, "seq", None):
+        from .seqfile import SeqFileHost
+
+        host = SeqFileHost(host, args.seq)
     found = _precheck(job, host)
     bootstrap(host, need_gui=False)
     if job != "train" and args.list_models:

@@ -48,6 +48,36 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def write_seq(path: Path, name: str, selected: list[bool], *, filenums: list[int] | None = None,
+              layers: int = 1, reference: int = -1, version: int = 4, seq_type: str | None = None,
+              registration: list[list[float]] | None = None, reg_layer: str = "0",
+              variable_sizes: list[tuple[int, int]] | None = None) -> Path:
+    """A ``.seq`` file as Siril writes it (``writeseqfile``, format version 4-7).
+
+    ``seq_type``: None (one FITS file per frame), ``"S"`` (SER) or ``"F"``
+    (FITSEQ). ``registration``: one 9-float homography per frame, written as
+    ``R<reg_layer>`` lines with made-up star statistics.
+    """
+    filenums = filenums or list(range(1, len(selected) + 1))
+    lines = [
+        "#Siril sequence file. Contains list of images, selection, registration data and statistics",
+        "#S 'sequence_name' start_index nb_images nb_selected fixed_len reference_image version "
+        "variable_size fz_flag drizzle",
+        f"S '{name}' {filenums[0]} {len(selected)} {sum(selected)} 5 {reference} {version} "
+        f"{1 if variable_sizes else 0} 0 0",
+    ]
+    if seq_type:
+        lines.append(f"T{seq_type}")
+    lines.append(f"L {layers}")
+    for i, (num, incl) in enumerate(zip(filenums, selected)):
+        size = f" {variable_sizes[i][0]},{variable_sizes[i][1]}" if variable_sizes else ""
+        lines.append(f"I {num} {int(incl)}{size}")
+    for h in registration or []:
+        lines.append(f"R{reg_layer} 2.31 2.05 0.91 0.74 0.0123 57 H " + " ".join(f"{v:g}" for v in h))
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
 class Session:
     """One stand-in Siril: its state file, working dir and records."""
 
@@ -86,6 +116,14 @@ class Session:
             "registration": registration,
         }
         self.save()
+        return paths
+
+    def sequence_on_disk(self, name: str, frames: list[np.ndarray], header: dict[str, Any] | None = None,
+                         *, selected: list[bool] | None = None, **seq_options: Any) -> list[Path]:
+        """Frames and ``<name>.seq`` in the working directory, nothing loaded (as under siril-cli)."""
+        paths = [write_fits(self.wd / f"{name}{i:05d}.fit", frame, {**(header or {}), "FRAMENUM": i})
+                 for i, frame in enumerate(frames, start=1)]
+        write_seq(self.wd / f"{name}.seq", name, selected or [True] * len(frames), **seq_options)
         return paths
 
     def records(self, name: str) -> list[dict]:

@@ -55,5 +55,17 @@ def apply_model(data, model, **kw):
 
 
 def train_on_frames(frames, **kw):
+    """Records what it was given (``train_call.json`` in the stand-in session), then refuses."""
+    import json
+    import os
+    from pathlib import Path
+
+    session = os.environ.get("SIRILPY_STANDIN_STATE")
+    if session:
+        homs = kw.get("homographies")
+        call = {"frames": len(frames), "shapes": [list(f.shape) for f in frames],
+                "dtypes": [str(f.dtype) for f in frames],
+                "homographies": None if homs is None else [np.asarray(h).tolist() for h in homs]}
+        (Path(session) / "train_call.json").write_text(json.dumps(call))
     raise RuntimeError("the fake engine does not train")
 
