@@ -39,7 +39,7 @@ def restore_structure(
     noise: NoiseModel,
     *,
     scale: float = 1.5,
-    thresholds: tuple[float, float] = (3.0, 5.0),
+    thresholds: tuple[float, float] = (2.0, 3.5),
 ) -> tuple[np.ndarray, float]:
     """Put back the significant, smooth part of what was removed.
 
