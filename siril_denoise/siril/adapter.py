@@ -36,7 +36,10 @@ ENGINE_PACKAGES = {
     "xisf": "xisf", "tqdm": "tqdm", "platformdirs": "platformdirs",
 }
 #: Extra packages for training and zero-shot methods (torch itself comes from TorchHelper).
-TRAINING_PACKAGES = {"onnxscript": "onnxscript", "astroalign": "astroalign"}
+TRAINING_PACKAGES = {
+    "onnxscript": "onnxscript", "astroalign": "astroalign", "scikit-image": "skimage", "sep": "sep",
+    "matplotlib": "matplotlib",
+}
 GUI_PACKAGES = {"PyQt6": "PyQt6"}
 
 #: Siril's undo messages are limited to 70 bytes.
