@@ -699,6 +699,13 @@ def _add_cpu(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", action="store_true", help="use no GPU, for training or inference")
 
 
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    """Frames as positional IN... or --input GLOB (both spellings of the design)."""
+    p.add_argument("inputs", nargs="*", metavar="IN", help="frames: files, folders or quoted globs")
+    p.add_argument("--input", "-i", action="extend", nargs="+", metavar="GLOB", default=[],
+                   help="frames (same as IN; may be repeated)")
+
+
 def _add_cfa(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfa", default="auto", metavar="PATTERN",
                    help=f"raw Bayer mosaic handling: {_CFA_CHOICES} (default auto); auto uses the header's BAYERPAT "
@@ -784,9 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  siril-denoise train --input \"lights/*.fits\"\n"
             "  siril-denoise train lights/L_*.fit --method n2n --net unet --time-budget 900 --name asi2600_g100\n"
             "  siril-denoise train --input \"raw/*.fit\" --cfa auto --library ~/models --out run1/\n")
-    p.add_argument("inputs", nargs="*", metavar="IN", help="frames: files, folders or quoted globs")
-    p.add_argument("--input", "-i", action="extend", nargs="+", metavar="GLOB", default=[],
-                   help="frames (same as IN; may be repeated)")
+    _add_inputs(p)
     _add_training(p, 600.0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --save-model file")
     _add_cfa(p)
@@ -798,9 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  siril-denoise apply --model asi2600_g100 lights/*.fits -o denoised/\n"
             "  siril-denoise apply --model my.onnx --input \"lights/*.xisf\" --output denoised/ --prefix dn_\n"
             "  siril-denoise apply --input \"lights/*.fits\" --output denoised/   # best library match\n")
-    p.add_argument("inputs", nargs="*", metavar="IN", help="frames: files, folders or quoted globs")
-    p.add_argument("--input", "-i", action="extend", nargs="+", metavar="GLOB", default=[],
-                   help="frames (same as IN; may be repeated)")
+    _add_inputs(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--model", "-m", default=None, metavar="NAME_OR_PATH",
                    help="library model name or .onnx file (default: the best usable library match)")

@@ -42,7 +42,7 @@ class JobOptions:
     strength: float = 1.0
     use_gpu: bool = True
     tile: int = 256
-    overlap: int = 32
+    overlap: int = 64
     time_budget: float = 60.0
     prefix: str = "dn_"
     load_result: bool = True

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from ..fileutil import write_atomic
 
 SETTINGS_FILE = "siril-denoise.json"
 
@@ -39,7 +40,7 @@ class Settings:
     strength: float = 1.0
     use_gpu: bool = True
     tile: int = 256
-    overlap: int = 32
+    overlap: int = 64
     time_budget: float = 60.0
     prefix: str = "dn_"
     load_result: bool = True
@@ -94,17 +95,4 @@ def load_settings(path: str | os.PathLike) -> tuple[Settings, str | None]:
 
 def save_settings(settings: Settings, path: str | os.PathLike) -> None:
     """Write the settings atomically (a half-written file would be read as corrupt)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".siril-denoise-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(asdict(settings.normalised()), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, json.dumps(asdict(settings.normalised()), indent=2) + "\n")
