@@ -10,26 +10,10 @@ import torch.nn as nn
 from siril_denoise import export
 from siril_denoise.errors import ModelError
 from siril_denoise.export import export_onnx, read_metadata
+from tiny_nets import PoolNet
 
 META = {"method": "n2n", "network": "tiny", "cfa": None, "normalisation": {"a": 0.5, "c": 2.0}}
 
-
-class PoolNet(nn.Module):
-    """Conv + (avg-pool, upsample) branch + conv: needs even sizes."""
-
-    multiple = 2
-
-    def __init__(self, channels: int = 1) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(channels, 4, 3, padding=1)
-        self.pool = nn.AvgPool2d(2)
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.b = nn.Conv2d(8, channels, 3, padding=1)
-        self.act = nn.LeakyReLU(0.1)
-
-    def forward(self, x):
-        h = self.act(self.a(x))
-        return self.b(torch.cat([h, self.up(self.pool(h))], 1)) + x
 
 
 class Drifting(nn.Module):

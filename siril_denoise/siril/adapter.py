@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import sirilpy
 
 from ..errors import DenoiseError, InputError
+from .seqfile import SequenceInfo
 
 #: Engine dependencies: pip name -> import name.
 ENGINE_PACKAGES = {
@@ -48,21 +48,6 @@ _UNDO_MAX = 70
 
 class NotInSiril(DenoiseError):
     """The script was started outside Siril."""
-
-
-@dataclass
-class SequenceInfo:
-    """The loaded sequence, as far as the scripts need it."""
-
-    name: str
-    number: int
-    selected: list[int]
-    layers: int
-    width: int
-    height: int
-    reference: int
-    filenums: list[int]
-    homographies: list[Any] | None = field(default=None, repr=False)
 
 
 def _plain(value: Any) -> Any:

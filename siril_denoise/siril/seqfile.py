@@ -288,8 +288,8 @@ def frame_file(seq: SeqFile, folder: Path, index: int, ext: str | None = None) -
 
 
 @dataclass
-class FileSequenceInfo:
-    """The same fields as :class:`siril_denoise.siril.adapter.SequenceInfo`, plus the files."""
+class SequenceInfo:
+    """The loaded sequence, as far as the scripts need it."""
 
     name: str
     number: int
@@ -300,6 +300,12 @@ class FileSequenceInfo:
     reference: int
     filenums: list[int]
     homographies: list[Any] | None = field(default=None, repr=False)
+
+
+@dataclass
+class FileSequenceInfo(SequenceInfo):
+    """A :class:`SequenceInfo` read from a ``.seq`` file, plus the frame files."""
+
     files: dict[int, Path] = field(default_factory=dict, repr=False)
     seq: SeqFile | None = field(default=None, repr=False)
 
