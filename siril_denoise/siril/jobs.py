@@ -23,31 +23,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import Cancelled, DenoiseError, InputError
-from .settings import ZERO_SHOT_METHODS
+from .settings import ZERO_SHOT_METHODS, Settings
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
 
 
 @dataclass
-class JobOptions:
-    """Everything a job needs to know; see :class:`siril_denoise.siril.settings.Settings`.
+class JobOptions(Settings):
+    """Everything a job needs to know: the remembered :class:`Settings`, plus
 
-    ``choice``: ``"auto"``, ``"zsn2n"``, ``"nb2nb"`` or ``"model:<name or path>"``.
+    ``name``: library name for a trained model (None: a name from the camera);
+    ``library``: the model library folder;
     ``providers``: onnxruntime providers in order (from the adapter).
-    ``name``: library name for a trained model (None: a name from the camera).
     """
 
-    choice: str = "auto"
-    strength: float = 1.0
-    use_gpu: bool = True
-    tile: int = 256
-    overlap: int = 64
-    time_budget: float = 60.0
-    prefix: str = "dn_"
-    load_result: bool = True
-    train_net: str = "unet"
-    train_time_budget: float = 600.0
     name: str | None = None
     library: Path | None = None
     providers: list[Any] | None = None
