@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from siril_denoise import bench
-from siril_denoise.bench.metrics import StarSet, score
-from siril_denoise.bench.real import run_real
+from siril_denoise.bench.metrics import StarSet, aperture_snr, score
+from siril_denoise.bench.real import MIN_SNR, StackComparison, run_real
 from siril_denoise.bench.scenes import make_bench_scene
 from siril_denoise.layout import to_working
 
@@ -73,6 +73,50 @@ def test_runner_writes_table_and_json(tmp_path, capsys):
     assert "train_seconds" in rows[3]
     assert "cpu" in res["machine"] and "versions" in res["machine"]
     assert md.read_text().startswith("# Benchmark results")
+
+
+def test_aperture_snr_of_a_flux_on_white_noise():
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(1000.0, 10.0, (1, 256, 256)).astype(np.float32)  # a = 0: no shot noise
+    radii = (3.0, 5.0, 9.0)
+    n_ap, n_ann = np.pi * 9.0, np.pi * (81.0 - 25.0)
+    expected = 500.0 / (10.0 * np.sqrt(n_ap * (1 + n_ap / n_ann)))
+    assert aperture_snr(np.array([500.0]), noisy, radii, packed=False)[0] == pytest.approx(expected, rel=0.05)
+
+
+def _stack_case(flux: np.ndarray, seed: int = 0):
+    """A superpixel 'stack' of Gaussian stars (σ 12) and a noisy 4-plane frame of it (sky 4×1000, σ 20 each)."""
+    rng = np.random.default_rng(seed)
+    h = w = 240
+    yy, xx = np.mgrid[:h, :w]
+    pos = [(30 + 45 * (i % 4), 30 + 45 * (i // 4)) for i in range(len(flux))]
+    stars = sum(f / (2 * np.pi) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2.0) for f, (x, y) in zip(flux, pos))
+    stack = (4000.0 + stars + rng.normal(0, 12.0, (h, w))).astype(np.float32)
+    clean = np.repeat(stack[None] / 4, 4, axis=0)  # the stack itself, as 4 planes
+    raw = (clean + rng.normal(0, 20.0, clean.shape)).astype(np.float32)
+    return stack, np.full((h, w), 11), raw, clean, stars
+
+
+def test_stack_comparison_scores_stars_one_sub_can_measure():
+    # aperture noise ≈ 40·sqrt(28·1.15) ≈ 230: fluxes 20000 and 10000 are measurable (SNR ≫ 5), 1000 is not
+    flux = np.array([20000.0] * 4 + [10000.0] * 4 + [1000.0] * 4)
+    stack, count, raw, clean, stars = _stack_case(flux)
+    cmp = StackComparison(stack, count, raw)
+    assert int(cmp.good.sum()) == 8 and int(cmp.found.sum()) >= 10
+    assert np.all(cmp.snr[cmp.good] >= MIN_SNR)
+    perfect = cmp.score(clean)
+    assert perfect["n_stars"] == 8
+    assert perfect["flux_ratio_median"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["flux_rms_error"] == pytest.approx(0.0, abs=1e-6)
+    assert perfect["all_flux_ratio_median"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["sky_rms_vs_stack"] == pytest.approx(0.0, abs=1e-3)
+    noisy = cmp.score(raw)
+    assert noisy["sky_rms_vs_stack"] == pytest.approx(40.0, rel=0.05)  # 4 planes of σ 20 summed
+    assert 0 < noisy["flux_rms_error"] < 0.05
+    # a denoiser that halves every star: the scored ratio says so
+    halved = cmp.score(clean - np.repeat(0.5 * stars[None] / 4, 4, axis=0).astype(np.float32))
+    assert halved["flux_ratio_median"] == pytest.approx(0.5, abs=0.02)
+    assert halved["flux_rms_error"] == pytest.approx(0.5, abs=0.02)
 
 
 def test_real_path_skips_cleanly_without_data(tmp_path):

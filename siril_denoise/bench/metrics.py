@@ -45,6 +45,27 @@ def apertures(fwhm: float) -> tuple[float, float, float]:
     return r_ap, r_in, r_in + max(4.0, 2.0 * fwhm)
 
 
+def aperture_snr(flux: np.ndarray, noisy: np.ndarray, radii: tuple[float, float, float], packed: bool) -> np.ndarray:
+    """Expected signal-to-noise of aperture fluxes ``flux`` measured on ``noisy``.
+
+    ``flux`` (data units × px) is the clean flux (from a truth or a stack);
+    ``noisy`` the frame it would be measured on, working layout. The noise is
+    that of the frame's Poisson–Gaussian model
+    (:func:`siril_denoise.noise.estimate_noise_model`): shot noise of the star
+    plus the sky noise of the aperture and of its background annulus, summed
+    over the channels (the superpixel for packed CFA planes).
+    """
+    noisy = np.asarray(noisy, dtype=np.float32)
+    model = estimate_noise_model(noisy, shared_channels=packed)
+    a = float(np.mean(model.a))
+    sky_var = float(sum(estimate_sigma(ch) ** 2 for ch in noisy))
+    r_ap, r_in, r_out = radii
+    n_ap = math.pi * r_ap**2
+    n_ann = math.pi * (r_out**2 - r_in**2)
+    var = max(a, 0.0) * np.maximum(flux, 0.0) + n_ap * (1.0 + n_ap / n_ann) * sky_var
+    return flux / np.sqrt(var)
+
+
 class StarSet:
     """The stars scored in one scene, with their true fluxes and signal-to-noise.
 
@@ -73,14 +94,7 @@ class StarSet:
         free = ~near_sat[np.round(y).astype(int), np.round(x).astype(int)]
         x, y = x[free], y[free]
         flux = aperture_flux(lum_t, x, y, *self.radii)
-        model = estimate_noise_model(np.asarray(noisy, dtype=np.float32), shared_channels=packed)
-        a = float(np.mean(model.a))
-        sky_var = float(sum(estimate_sigma(ch) ** 2 for ch in noisy))
-        r_ap, r_in, r_out = self.radii
-        n_ap = math.pi * r_ap**2
-        n_ann = math.pi * (r_out**2 - r_in**2)
-        var = np.maximum(a, 0.0) * np.maximum(flux, 0.0) + n_ap * (1.0 + n_ap / n_ann) * sky_var
-        snr = flux / np.sqrt(var)
+        snr = aperture_snr(flux, noisy, self.radii, packed)
         keep = np.isfinite(flux) & (flux > 0) & (snr > MIN_STAR_SNR)
         order = np.argsort(flux[keep])[::-1]  # brightest first
         self.x, self.y = x[keep][order], y[keep][order]
