@@ -34,6 +34,12 @@ from ..noise import _D0, _S0, Normaliser
 HUBER = 4.0
 
 
+def robust_square(e: torch.Tensor) -> torch.Tensor:
+    """``e²`` for normalised errors ``|e| < HUBER`` (in σ), continued linearly beyond (Huber)."""
+    e = e.abs()
+    return torch.where(e < HUBER, e * e, 2 * HUBER * e - HUBER * HUBER)
+
+
 class LinearDomain:
     """Torch helpers for one :class:`Normaliser` (constants cached per device)."""
 
@@ -78,8 +84,7 @@ class LinearDomain:
         error, so the minimiser stays the mean.
         """
         x, var = self.to_linear(z_pred)
-        e = (x - target).abs() / torch.sqrt(var)
-        err = torch.where(e < HUBER, e * e, 2 * HUBER * e - HUBER * HUBER)
+        err = robust_square((x - target) / torch.sqrt(var))
         if mask is None:
             return err.mean()
         return torch.sum(mask * err) / torch.clamp(torch.sum(mask) * err.shape[1], min=1.0)

@@ -9,7 +9,8 @@ same signal and independent noise. With f the denoiser and γ > 0,
 
 where f(y) is computed without gradient. The regulariser corrects for the
 small signal difference between the two sub-images. Errors are measured in
-data units, variance-weighted (:mod:`.domain`). Like every blind-spot style
+data units, variance-weighted, squared up to 4σ and linear beyond
+(:mod:`.domain`). Like every blind-spot style
 method it needs noise independent between neighbouring pixels: not for
 registered (resampled) frames.
 """
@@ -21,7 +22,7 @@ import torch
 
 from ..noise import Normaliser
 from .crops import random_crops
-from .domain import LinearDomain
+from .domain import LinearDomain, robust_square
 
 # Cell positions (0,0), (0,1), (1,0), (1,1) as flat indices 0..3; neighbours
 # share a row or a column.
@@ -75,4 +76,7 @@ class Neighbor2Neighbor:
             full, _ = dom.to_linear(net(zy))
         diff = out - g2
         reg = diff - (subsample(full, i1) - subsample(full, i2))
-        return torch.mean(diff**2 / var) + self.gamma * torch.mean(reg**2 / var)
+        sd = torch.sqrt(var)
+        # Huber beyond 4σ, as every method's loss: a hot pixel or cosmic ray
+        # picked into g2 would otherwise dominate the gradient.
+        return torch.mean(robust_square(diff / sd)) + self.gamma * torch.mean(robust_square(reg / sd))
