@@ -314,7 +314,7 @@ def check_model_fits(metadata: dict, channels: int, cfa_pattern: str | None, sou
         )
 
 
-def _mismatch_warnings(metadata: dict, nm: NoiseModel, info: LayoutInfo, meta) -> list[str]:
+def _mismatch_warnings(metadata: dict, nm: NoiseModel, info: LayoutInfo, meta, work: np.ndarray) -> list[str]:
     out = []
     if bool(metadata.get("is_stack")) != _is_stack(meta) and meta is not None:
         out.append(
@@ -324,12 +324,39 @@ def _mismatch_warnings(metadata: dict, nm: NoiseModel, info: LayoutInfo, meta) -
         )
     trained = metadata.get("noise_model", {})
     units_same = metadata.get("data_units") == ("adu" if info.dtype == np.uint16 else "float")
-    if units_same and trained.get("signal_dependent") and nm.signal_dependent and trained.get("a"):
-        ratio = float(np.median(np.asarray(trained["a"]) / np.maximum(nm.a, 1e-30)))
-        if ratio > 2.0 or ratio < 0.5:
-            out.append(f"The noise of this image differs from the training data (gain ratio {ratio:.2f}); "
+    if units_same and trained.get("a") and len(trained["a"]) == work.shape[0]:
+        ratio = noise_ratio(NoiseModel.from_dict(trained), nm, work)
+        if ratio > NOISE_RATIO_LIMIT or ratio < 1.0 / NOISE_RATIO_LIMIT:
+            out.append(f"The noise of this image is {ratio:.2f}× that of the training data at the same brightness; "
                        "a stack or another camera setting? Results may be weaker.")
     return out
+
+
+#: Noise ratio (image over training data) beyond which a model is flagged as trained for other noise.
+NOISE_RATIO_LIMIT = 1.5
+
+
+def noise_ratio(trained: NoiseModel, nm: NoiseModel, work: np.ndarray) -> float:
+    """How much noisier ``work`` is than the model's training data, at the brightness it has.
+
+    Both noise models are evaluated at this image's sky (median) and bright
+    (99.5th percentile) levels of each channel; the ratio of predicted noise
+    std (image over training) farthest from 1 is returned. Comparing
+    predictions over the image's own range, rather than the gain ``a``
+    alone, keeps faint images quiet: their slope is poorly measured, but both
+    models predict the same noise where the data are.
+    """
+    worst = 1.0
+    for k in range(work.shape[0]):
+        for level in np.percentile(work[k], (50.0, 99.5)):
+            v_t = trained.a[k] * level + trained.c[k]
+            v_i = nm.a[k] * level + nm.c[k]
+            if v_t <= 0 or v_i <= 0:
+                continue
+            r = math.sqrt(v_i / v_t)
+            if abs(math.log(r)) > abs(math.log(worst)):
+                worst = r
+    return worst
 
 
 def apply_model(
@@ -367,7 +394,7 @@ def apply_model(
     check_model_fits(md, work.shape[0], pattern)
     transform = md.get("normalisation", {}).get("transform", "auto")
     nm, norm = _noise_and_normaliser(work, info, meta, transform)
-    warnings = _mismatch_warnings(md, nm, info, meta)
+    warnings = _mismatch_warnings(md, nm, info, meta, work)
     for w in warnings:
         log.warning(w)
     zh, den = _infer(den, norm.forward(work), tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,

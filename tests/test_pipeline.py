@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from siril_denoise.errors import InputError, ModelError
-from siril_denoise.pipeline import apply_model, denoise_image, train_on_frames
+from siril_denoise.layout import to_working
+from siril_denoise.noise import estimate_noise_model
+from siril_denoise.pipeline import NOISE_RATIO_LIMIT, apply_model, denoise_image, noise_ratio, train_on_frames
 from siril_denoise.report import display_stretch, psnr, stretch_params_from
 from siril_denoise.synthetic import bayer_session, faint_mono
 
@@ -80,3 +82,14 @@ def test_noise2noise_on_a_raw_bayer_session(tmp_path):
     res = apply_model(s.frames[0], trained.onnx_path, cfa_pattern="RGGB", use_gpu=False)
     assert res.data.shape == s.frames[0].shape and res.data.dtype == np.uint16
     assert res.report.noise_reduction_overall > 1.05
+
+
+def test_noise_ratio_flags_stacks_but_not_another_frame_of_the_session():
+    s = faint_mono((128, 128), 4, n_frames=16)
+    works = [to_working(f)[0].astype(np.float32) for f in s.frames]
+    trained = estimate_noise_model(works[0])
+    for w in works[1:6]:  # the fitted gain alone varies 2× between these faint frames; the noise does not
+        assert 1 / NOISE_RATIO_LIMIT < noise_ratio(trained, estimate_noise_model(w), w) < NOISE_RATIO_LIMIT
+    stack = np.mean(works, axis=0)  # 16 frames: noise 4× lower at every level
+    r = noise_ratio(trained, estimate_noise_model(stack), stack)
+    assert 0.15 < r < 0.4
