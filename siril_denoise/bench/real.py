@@ -189,7 +189,7 @@ def run_real(root: Path, methods: list[str], *, quick: bool = False, time_budget
           "stack's sky, after removing the median offset (the stack's own noise, ideally ~1/√11 of a frame's, "
           "sets the floor). Star aperture fluxes of the stars one sub can measure: median of the result's flux over "
           "the stack's, and the RMS of (ratio − 1), bias and scatter together (the raw frame's own value is its "
-          "photometric noise plus the aperture difference a broader stacked PSF makes; a result under it sits "
+          "photometric noise plus any offset between its fluxes and the stack's; a result under it sits "
           "closer to the stack); the same for the faint ones; last, the median ratio over every star found in the "
           "stack, most of them below the noise of one sub.\n")
     return {"rows": rows, "markdown": md, "skipped": None}
