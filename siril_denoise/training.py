@@ -116,10 +116,12 @@ def train(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     val_set = [_to_device(b, device) for b in method.validation(np.random.default_rng(cfg.seed + 1), cfg.crop, cfg.batch, cfg.val_batches)]
 
+    score = getattr(method, "val_loss", method.loss)
+
     def estimate_val() -> float:
         net.eval()
         with torch.no_grad():
-            losses = [float(method.loss(net, b)) for b in val_set]
+            losses = [float(score(net, b)) for b in val_set]
         net.train()
         return float(np.mean(losses))
 

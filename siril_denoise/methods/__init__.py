@@ -6,7 +6,10 @@ A method object holds its training data and offers
 - ``validation(rng, crop, batch, n) -> list[tuple[np.ndarray, ...]]``: fixed
   held-out batches, drawn once;
 - ``loss(net, batch) -> torch.Tensor``: the scalar loss of a batch (tensors
-  already on the training device).
+  already on the training device);
+- optionally ``val_loss(net, batch)``: the held-out score, when the training
+  loss is not one (it must be lowest for the best denoiser, and higher for
+  the untouched input); ``loss`` otherwise.
 
 The training loop (:mod:`siril_denoise.training`) is the same for all.
 """
