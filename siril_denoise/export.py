@@ -252,9 +252,9 @@ def read_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{source} is not a valid ONNX model: the file is corrupt or truncated. "
-                         f"Re-export or re-download it.") from exc
+                         f"Train it again (siril-denoise train), or delete it with `siril-denoise models delete NAME`.") from exc
     if not model.graph.node or not model.opset_import:
         raise ModelError(f"{source} is not a valid ONNX model: the file is corrupt or truncated. "
-                         f"Re-export or re-download it.")
+                         f"Train it again (siril-denoise train), or delete it with `siril-denoise models delete NAME`.")
     props = {p.key: p.value for p in model.metadata_props}
     return parse_metadata(props.get(METADATA_KEY), source)

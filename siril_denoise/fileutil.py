@@ -12,7 +12,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
 
     The temporary file is flushed to disk and renamed over ``path``; on any
     failure (full disk, Ctrl-C) it is removed, so a reader never sees a
-    half-written file. Text is written as UTF-8.
+    half-written file. Text is written as UTF-8. The file gets the usual
+    permissions of a new file (0666 less the umask), not the 0600 of a
+    temporary file, so a model saved by one user can be read by another.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +25,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -31,3 +34,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -117,8 +117,10 @@ def test_read_metadata_truncated_file(exported, tmp_path, cut):
 def test_read_metadata_garbage_and_empty(tmp_path):
     with pytest.raises(ModelError, match="corrupt or truncated"):
         read_metadata(b"\xff\x00 this is not protobuf" * 10)
-    with pytest.raises(ModelError, match="corrupt or truncated"):
+    with pytest.raises(ModelError, match="corrupt or truncated") as err:
         read_metadata(b"")
+    # We never download weights: the advice is to train again or delete.
+    assert "download" not in str(err.value) and "Train it again" in str(err.value)
 
 
 def test_read_metadata_foreign_onnx_model():
