@@ -64,3 +64,28 @@ def test_default_folder_is_one_siril_scans(monkeypatch):
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("APPDATA", "C:/Users/me/AppData/Roaming")
     assert default_scripts_dir().parts[-2:] == ("siril", "scripts")
+
+
+def test_foreign_package_folder_is_refused_before_any_script_is_written(tmp_path):
+    target = tmp_path / "scripts"
+    (target / "siril_denoise").mkdir(parents=True)
+    (target / "siril_denoise" / "theirs.py").write_text("x = 1\n")
+    with pytest.raises(DenoiseError, match="already exists"):
+        install(target)
+    # no orphaned entry scripts that --uninstall would not know about
+    assert sorted(p.name for p in target.iterdir()) == ["siril_denoise"]
+    assert (target / "siril_denoise" / "theirs.py").read_text() == "x = 1\n"
+
+
+def test_a_failed_copy_leaves_nothing_behind(tmp_path, monkeypatch):
+    import shutil
+
+    target = tmp_path / "scripts"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copytree", full_disk)
+    with pytest.raises(DenoiseError, match="No space left"):
+        install(target)
+    assert list(target.iterdir()) == []

@@ -62,31 +62,34 @@ def install(scripts_dir: Path | None = None, *, uninstall: bool = False) -> list
     if target.resolve() == source.resolve():
         raise DenoiseError(f"{target} is the source checkout's own scripts folder; choose "
                            "Siril's script folder instead.")
-    messages: list[str] = []
     previous = _read_record(target)
+    ours = set((previous or {}).get("files", []))
+    # Every check before the first write: a refusal leaves the folder as it was.
+    foreign = [target / name for name in (*ENTRY_SCRIPTS, PACKAGE_NAME + "/")
+               if (target / name.rstrip("/")).exists() and name not in ours]
+    if foreign:
+        raise DenoiseError("Nothing was installed: " + "; ".join(
+            f"{path} already exists and was not installed by siril-denoise" for path in foreign)
+            + ". Move it away first.")
+    messages: list[str] = []
     if previous is not None:
         messages += _uninstall(target, quiet=True)
+    installed: list[str] = []
     try:
         target.mkdir(parents=True, exist_ok=True)
-        installed: list[str] = []
         for name in ENTRY_SCRIPTS:
-            dest = target / name
-            if dest.exists() and name not in (previous or {}).get("files", []):
-                raise DenoiseError(f"{dest} already exists and was not installed by siril-denoise; "
-                                   "move it away first.")
-            shutil.copyfile(source / name, dest)
+            shutil.copyfile(source / name, target / name)
             installed.append(name)
-            messages.append(f"Installed {dest}")
+            messages.append(f"Installed {target / name}")
         pkg_dest = target / PACKAGE_NAME
-        if pkg_dest.exists():
-            raise DenoiseError(f"{pkg_dest} already exists and was not installed by siril-denoise; "
-                               "move it away first.")
-        shutil.copytree(package_dir(), pkg_dest, ignore=_SKIP)
         installed.append(PACKAGE_NAME + "/")
+        shutil.copytree(package_dir(), pkg_dest, ignore=_SKIP)
         messages.append(f"Installed the engine package in {pkg_dest}")
         _write_record(target, installed)
     except OSError as exc:
-        raise DenoiseError(f"Could not install into {target}: {exc.strerror or exc}.") from exc
+        _remove(target, installed)  # a half install would be unknown to --uninstall
+        raise DenoiseError(f"Could not install into {target}: {exc.strerror or exc}. "
+                           "Nothing was left behind.") from exc
     messages.append("Restart Siril (or run `reloadscripts`): the scripts appear in the Scripts "
                     "menu as SirilDenoise_Image, SirilDenoise_Sequence and SirilDenoise_Train.")
     return messages
@@ -115,8 +118,15 @@ def _uninstall(target: Path, *, quiet: bool = False) -> list[str]:
     record = _read_record(target)
     if record is None:
         return [] if quiet else [f"Nothing to uninstall: siril-denoise is not installed in {target}."]
-    messages = []
-    for name in record.get("files", []):
+    messages = [f"Removed {path}" for path in _remove(target, record.get("files", []))]
+    (target / RECORD_NAME).unlink()
+    return [] if quiet else messages
+
+
+def _remove(target: Path, names: list[str]) -> list[Path]:
+    """Delete the recorded ``names`` from ``target``; returns what was removed."""
+    removed = []
+    for name in names:
         # Only plain names recorded by install(): never follow a path out of the folder.
         clean = name.rstrip("/")
         if not clean or "/" in clean or "\\" in clean or clean in (".", ".."):
@@ -128,6 +138,5 @@ def _uninstall(target: Path, *, quiet: bool = False) -> list[str]:
             path.unlink()
         else:
             continue
-        messages.append(f"Removed {path}")
-    (target / RECORD_NAME).unlink()
-    return [] if quiet else messages
+        removed.append(path)
+    return removed
