@@ -275,7 +275,8 @@ def _plan_outputs(inputs: Sequence[Path], out_dir: Path, prefix: str, overwrite:
 
     Raises InputError when the output folder is an input's folder and the
     prefix is empty, when two inputs would get the same output name, or when
-    an output exists (unless ``overwrite``). Creates ``out_dir``.
+    an output exists (unless ``overwrite``). Writes nothing: the caller
+    creates ``out_dir`` once the model is known to be usable.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: is a file; --output must be a folder.")
@@ -300,11 +301,14 @@ def _plan_outputs(inputs: Sequence[Path], out_dir: Path, prefix: str, overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise InputError(f"{existing[0]}{more} already exist(s); remove them, choose another --output "
                          "folder or --prefix, or pass --overwrite.")
+    return plan
+
+
+def _make_output_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"Cannot create the output folder {out_dir}: {exc.strerror or exc}.") from exc
-    return plan
 
 
 def _short_report(report: Any) -> str:
@@ -332,12 +336,13 @@ def _denoise_output(inp: Path, out: str) -> Path:
 
 def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
     """Train a zero-shot denoiser on one image and write the denoised image."""
-    from .io import read_image, write_image
+    from .io import check_output_name, read_image, write_image
     from .pipeline import denoise_image
 
     inp = Path(args.input).expanduser()
     loaded = read_image(inp)
     out = _denoise_output(inp, args.output)
+    check_output_name(out)
     if out.exists() and out.resolve() == inp.resolve():
         raise InputError(f"{out} is the input file; choose another output name so the original stays untouched.")
     if out.exists() and not args.overwrite:
@@ -501,6 +506,7 @@ def _apply_frames(args: argparse.Namespace, con: _Console, inputs: Sequence[Path
         model_path = lib.resolve(model)
     else:
         model_path = _pick_model(lib, first, _resolve_cfa(args.cfa, first), con)
+    _make_output_dir(out_dir)
     label = model_path.stem
     done = 0
     reductions = []
@@ -544,7 +550,8 @@ def _apply_frames(args: argparse.Namespace, con: _Console, inputs: Sequence[Path
 
     med = statistics.median(reductions) if reductions else float("nan")
     con.summary(f"Denoised {done} frame(s) into {out_dir} with {label}: median noise {med:.1f}× lower"
-                + (f"; {warned} warning(s) above" if warned else ""))
+                + (f"; {warned} warning(s) {'(run without -q to see them)' if con.quiet else 'above'}"
+                   if warned else ""))
     return EXIT_OK
 
 

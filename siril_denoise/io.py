@@ -349,11 +349,13 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     file with no image, and a truncated or corrupt file.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file. Name one image in it, or use a "
+                         "command that takes many frames (apply, train) with the folder or a pattern "
+                         "such as \"DIR/*.fits\".")
     fmt = _format_of(path)
     if not path.exists():
         raise InputError(f"{path}: file not found.")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file.")
     if fmt == "fits":
         return _read_fits(path)
     return _read_xisf(path)
@@ -654,6 +656,15 @@ def _write_xisf(tmp: Path, data: np.ndarray, header: Any, properties: Mapping) -
 # --------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------
+
+def check_output_name(path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` now if ``path`` names no format we can write.
+
+    Called before any work, so a wrong extension is refused before minutes of
+    training rather than after.
+    """
+    _format_of(Path(path))
+
 
 def _is_image_name(p: Path) -> bool:
     try:

@@ -270,10 +270,11 @@ def test_train_ctrl_c_cancels_cleanly(trained, tmp_path, capsys, monkeypatch):
         raise Cancelled()
 
     monkeypatch.setattr(pipeline, "train_on_frames", fake_train)
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs in the background
     rc, _, err = run(["train", *trained["frames"], "--library", tmp_path / "lib", "--cpu"], capsys)
     assert rc == 130 and "Cancelled" in err
     assert ModelLibrary(tmp_path / "lib").names() == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
 def test_auto_trains_saves_and_applies(trained, tmp_path, capsys):
@@ -360,3 +361,28 @@ def test_help_and_models_list_do_not_import_torch(trained):
     proc = _python("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert "zs_test" in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# everything is checked before any work or write
+
+
+def test_denoise_refuses_a_wrong_output_extension_before_training(trained, tmp_path, capsys, monkeypatch):
+    import siril_denoise.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "denoise_image", lambda *a, **k: pytest.fail("trained before checking"))
+    rc, _, err = run(["denoise", trained["frames"][0], "-o", tmp_path / "out.png", "--cpu"], capsys)
+    assert rc == 1 and "unsupported file type" in err and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_folder_given_as_an_image_is_named_a_folder(tmp_path, capsys):
+    rc, _, err = run(["denoise", tmp_path, "-o", tmp_path / "out.fits", "--cpu"], capsys)
+    assert rc == 1 and "is a folder" in err and "unsupported file type" not in err
+
+
+def test_apply_with_an_unknown_model_creates_no_output_folder(trained, tmp_path, capsys):
+    rc, _, err = run(["apply", "--model", "no_such_model", "--library", trained["library"],
+                      trained["frames"][0], "-o", tmp_path / "dn", "--cpu"], capsys)
+    assert rc == 1 and "no_such_model" in err
+    assert not (tmp_path / "dn").exists()
