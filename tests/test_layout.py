@@ -80,3 +80,14 @@ def test_pattern_on_colour_image_or_unknown_pattern_is_refused():
         to_working(RNG.random((3, 32, 32), dtype=np.float32), "RGGB")
     with pytest.raises(InputError, match="Unknown Bayer pattern"):
         to_working(RNG.random((32, 32), dtype=np.float32), "RGBX")
+
+
+def test_a_resampled_mosaic_is_told_from_a_raw_one():
+    from siril_denoise.layout import is_raw_mosaic, mosaic_noise_correlation
+
+    rng = np.random.default_rng(3)
+    sky = np.tile(np.array([[1290.0, 1060.0], [1030.0, 1285.0]]), (64, 64))
+    raw = sky + rng.normal(0, 30, sky.shape)
+    assert mosaic_noise_correlation(raw) < 0.02 and is_raw_mosaic(raw)
+    shifted = 0.7 * raw + 0.3 * np.roll(raw, 1, axis=0)  # resampled by 0.3 px, sites mixed
+    assert mosaic_noise_correlation(shifted) > 0.2 and not is_raw_mosaic(shifted)

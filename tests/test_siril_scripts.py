@@ -9,6 +9,7 @@ are the point); the last ones run the real engine on tiny data.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -333,7 +334,8 @@ def test_train_by_name_gives_the_selected_frames_and_their_homographies(tmp_path
                       fake_engine=True)
     call = json.loads((session.dir / "train_call.json").read_text())  # the fake engine stops there
     assert call["frames"] == 2 and call["dtypes"] == ["uint16", "uint16"]
-    assert np.allclose(call["homographies"][1], np.array(shift).reshape(3, 3))
+    # Siril's rows count from the bottom: its -1 px in y is +1 px in the arrays
+    assert np.allclose(call["homographies"][1], [[1, 0, 2.5], [0, 1, 1], [0, 0, 1]])
     assert "registration data" in session.log_text()
     assert proc.returncode == 1
 
@@ -358,3 +360,107 @@ def test_sequence_by_name_with_the_real_engine_zero_shot(tmp_path):
     assert [digest(p) for p in originals] == before
     assert (session.wd / "dn_light_.seq").is_file()
     _no_traceback(proc)
+
+
+# -- what the real Siril 1.4.4 does with sequences (issue 9) -------------------
+
+
+def _mosaic(seed, shape=(64, 64)):
+    """A raw GRBG mosaic: four site levels, independent noise in every pixel."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([[1290.0, 1060.0], [1030.0, 1285.0]])
+    sky = np.tile(levels, (shape[0] // 2, shape[1] // 2))
+    return np.clip(sky + rng.normal(0, 30, shape), 0, 65535).astype(np.uint16)
+
+
+def _resampled(mosaic):
+    """What `register` makes of a raw frame: resampled half a pixel, 32-bit, BAYERPAT kept."""
+    x = mosaic.astype(np.float32) / 65535.0
+    return ((x + np.roll(x, 1, axis=1)) / 2).astype(np.float32)
+
+
+def test_pyscript_typed_in_the_gui_loads_the_new_sequence(tmp_path):
+    # is_cli() is True for every pyscript, typed in the GUI too; loading works there
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((24, 24), s) for s in range(2)], HEADER)
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    assert [c["args"] for c in session.calls("cmd") if c["args"][0] == "load_seq"] == [["load_seq", "dn_light_"]]
+    assert json.loads((session.dir / "session.json").read_text())["sequence"]["seqname"] == "dn_light_"
+    _no_traceback(proc)
+
+
+def test_a_sequence_run_asks_siril_for_the_sequence_once(tmp_path):
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((24, 24), s) for s in range(5)], HEADER)
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "zsn2n", "--no-load"], session,
+                      fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    # once by the script, once inside create_new_seq() (it checks the name against the loaded one)
+    assert len(session.calls("get_seq")) == 2
+    _no_traceback(proc)
+
+
+@pytest.mark.parametrize("options", [{"fixed": 4}, {"fz": True}])
+def test_a_sequence_siril_would_name_otherwise_is_refused_and_nothing_is_written(tmp_path, options):
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((24, 24), s) for s in range(2)], HEADER, **options)
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 1
+    assert "convert" in session.log_text() and "Nothing was written" in session.log_text()
+    assert not list(session.wd.glob("dn_*")) and not session.calls("set_seq_frame_pixeldata")
+    _no_traceback(proc)
+
+
+def test_train_on_a_ser_sequence_reads_frames_without_fits_header(tmp_path):
+    session = Session(tmp_path)
+    session.load_sequence("light_", [_noisy((16, 16), s) for s in range(3)], HEADER, seq_type=1)
+    run_script("SirilDenoise_Train.py", ["--nogpu"], session, fake_engine=True)
+    assert "UnboundLocalError" not in session.log_text()
+    call = json.loads((session.dir / "train_call.json").read_text())  # the fake engine stops there
+    assert call["frames"] == 3
+
+
+def test_train_gets_siril_registration_in_array_coordinates_without_failed_frames(tmp_path):
+    session = Session(tmp_path)
+    identity = [1, 0, 0, 0, 1, 0, 0, 0, 1]
+    up = [1, 0, 2.0, 0, 1, 3.0, 0, 0, 1]  # Siril counts rows from the bottom: 3 rows up
+    session.load_sequence("light_", [_noisy((16, 16), s) for s in range(4)], HEADER,
+                          registration=[identity, up, [0.0] * 9, identity])
+    run_script("SirilDenoise_Train.py", ["--nogpu"], session, fake_engine=True)
+    call = json.loads((session.dir / "train_call.json").read_text())
+    assert call["frames"] == 3
+    np.testing.assert_allclose(call["homographies"][1], [[1, 0, 2], [0, 1, -3], [0, 0, 1]], atol=1e-12)
+    assert "could not register" in session.log_text() and ": 3." in session.log_text()
+
+
+def test_frames_that_convert_left_without_a_seq_file_are_used_by_name(tmp_path):
+    session = Session(tmp_path)
+    paths = session.sequence_on_disk("light_", [_noisy((24, 24), s) for s in range(2)], HEADER)
+    (session.wd / "light_.seq").unlink()
+    proc = run_script("SirilDenoise_Sequence.py", ["--seq", "light_", "--method", "zsn2n"], session,
+                      fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    assert "No light_.seq yet" in session.log_text()
+    assert sorted(p.name for p in session.wd.glob("dn_*.fit")) == ["dn_" + p.name for p in paths]
+    _no_traceback(proc)
+
+
+def test_a_resampled_mosaic_is_not_treated_as_a_mosaic(tmp_path):
+    session = Session(tmp_path)
+    raw = [_mosaic(s) for s in range(3)]
+    bayer = {**HEADER, "BAYERPAT": "GRBG"}
+    session.load_sequence("light_", raw, bayer)
+    run_script("SirilDenoise_Train.py", ["--nogpu"], session, fake_engine=True)
+    assert json.loads((session.dir / "train_call.json").read_text())["cfa_pattern"] == "GRBG"
+
+    session = Session(tmp_path / "registered")
+    frames = [raw[0].astype(np.float32) / 65535] + [_resampled(m) for m in raw[1:]]  # ref kept
+    session.load_sequence("r_light_", frames, bayer)
+    run_script("SirilDenoise_Train.py", ["--nogpu"], session, fake_engine=True)
+    assert json.loads((session.dir / "train_call.json").read_text())["cfa_pattern"] is None
+    assert "no longer a raw mosaic" in session.log_text()
+    proc = run_script("SirilDenoise_Sequence.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stderr
+    calls = session.records("denoise_calls.jsonl")
+    assert len(calls) == 3 and all(c["cfa_pattern"] is None for c in calls)

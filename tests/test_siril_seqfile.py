@@ -15,6 +15,8 @@ from siril_denoise.siril.seqfile import (
     frame_file,
     parse_seq,
     read_seq,
+    scan_frames,
+    siril_to_array_homography,
 )
 
 sys.path.insert(0, str(Path(__file__).parent / "sirilpy_standin"))
@@ -44,10 +46,41 @@ def test_registration_lines_give_the_homographies(tmp_path):
     assert homs is not None and homs[1] == tuple(SHIFTED)
 
 
-def test_a_frame_that_failed_to_register_means_no_homographies(tmp_path):
-    path = write_seq(tmp_path / "light_.seq", "light_", [True] * 2,
-                     registration=[IDENTITY, [0.0] * 9])
-    assert read_seq(path).homographies() is None
+def test_a_frame_that_failed_to_register_has_no_homography_and_the_others_keep_theirs(tmp_path):
+    # Siril 1.4.4 writes "H 0 0 0 0 0 0 0 0 0" for a frame it could not register
+    path = write_seq(tmp_path / "light_.seq", "light_", [True] * 3,
+                     registration=[IDENTITY, [0.0] * 9, SHIFTED])
+    assert read_seq(path).homographies() == [tuple(IDENTITY), None, tuple(SHIFTED)]
+
+
+def test_siril_homographies_count_rows_from_the_bottom():
+    # Measured in Siril 1.4.4: frame = rot90(reference) (exact), registered with -2pass, gave
+    # H = [[0, -1, 1023], [1, 0, 0], [0, 0, 1]] for 1024 px frames. In array coordinates
+    # (rows from the top) rot90 maps the frame's (x, y) onto the reference's (y, 1023 - x).
+    h_siril = [0, -1, 1023, 1, 0, 0, 0, 0, 1]
+    h = siril_to_array_homography(h_siril, 1024)
+    np.testing.assert_allclose(h, [[0, 1, 0], [-1, 0, 1023], [0, 0, 1]], atol=1e-12)
+    # A translation only changes the sign of its vertical part.
+    np.testing.assert_allclose(siril_to_array_homography(SHIFTED, 100),
+                               [[1, 0, 3.5], [0, 1, 2.25], [0, 0, 1]], atol=1e-12)
+    np.testing.assert_allclose(siril_to_array_homography(IDENTITY, 100), np.eye(3), atol=1e-12)
+
+
+def test_frames_without_a_seq_file_are_found_as_convert_leaves_them(tmp_path):
+    # `convert light -out=DIR` makes light_00001.fit ... but no light_.seq until a later command
+    for i in (1, 2, 3):
+        write_fits(tmp_path / f"light_{i:05d}.fit", np.full((16, 16), 1000 + i, np.uint16))
+    write_fits(tmp_path / "r_light_00001.fit", np.zeros((16, 16), np.uint16))
+    seq = scan_frames("light_", tmp_path)
+    assert seq is not None and seq.from_files and seq.path == tmp_path / "light_.seq"
+    assert [i.filenum for i in seq.images] == [1, 2, 3] and seq.selected == [0, 1, 2]
+    assert seq.fixed == 5 and seq.homographies() is None
+    assert scan_frames("dark_", tmp_path) is None
+    host = SeqFileHost(_Host(tmp_path), "light_")
+    info = host.sequence_info()
+    assert info.selected == [0, 1, 2] and info.homographies is None
+    assert int(host.read_frame(info, 2)[0][0, 0]) == 1003
+    assert any("No light_.seq yet" in line for line in host.lines)
 
 
 @pytest.mark.parametrize("letter,kind", [("S", "SER"), ("F", "FITSEQ"), ("A", "film")])
@@ -141,3 +174,13 @@ def test_host_reads_selected_frames_and_writes_new_files_keeping_header_and_dept
     assert header["FRAMENUM"] == 3 and "zsn2n" in str(header["HISTORY"])
     with pytest.raises(Exception, match="not a selected frame"):
         host.read_frame(info, 1)
+
+
+def test_host_turns_siril_homographies_into_array_ones_and_keeps_failed_frames_apart(tmp_path):
+    for i in (1, 2, 3):
+        write_fits(tmp_path / f"light_{i:05d}.fit", np.full((16, 20), 1000, np.uint16))
+    write_seq(tmp_path / "light_.seq", "light_", [True] * 3, reference=0,
+              registration=[IDENTITY, SHIFTED, [0.0] * 9])
+    info = SeqFileHost(_Host(tmp_path), "light_").sequence_info()
+    assert info.homographies is not None and info.homographies[2] is None
+    np.testing.assert_allclose(info.homographies[1], [[1, 0, 3.5], [0, 1, 2.25], [0, 0, 1]], atol=1e-12)

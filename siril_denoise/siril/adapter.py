@@ -20,15 +20,22 @@ only works while the processing thread is claimed with ``image_lock()``.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
+import io
+import math
 import os
+import sys
+import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import sirilpy
 
 from ..errors import DenoiseError, InputError
-from .seqfile import SequenceInfo
+from .seqfile import SequenceInfo, registered, siril_to_array_homography
 
 #: Engine dependencies: pip name -> import name.
 ENGINE_PACKAGES = {
@@ -50,16 +57,37 @@ class NotInSiril(DenoiseError):
     """The script was started outside Siril."""
 
 
-def _plain(value: Any) -> Any:
-    """Siril gives 0, '' or None for a keyword it does not know: all become None."""
+#: Siril's "keyword not in the header" values (``DEFAULT_*_VALUE`` in Siril's C
+#: source, ``sirilpy.enums._Defaults``): INT_MAX for unsigned integers (GAIN,
+#: OFFSET, STACKCNT, XBINNING), -INT_MAX for signed ones (XBAYROFF, YBAYROFF),
+#: -999 for floating point (EXPTIME, CVF, LIVETIME, CCD-TEMP). sirilpy 1.0.25
+#: turns them into None in ``FKeywords.deserialize``; any path that hands them
+#: over raw must not read them as "a stack of 2147483647" or an odd Bayer offset.
+_SENTINELS = frozenset({2147483647.0, -2147483647.0, -999.0})
+
+
+def _absent(value: Any) -> bool:
+    """True for None, '', a non-number, NaN/inf or one of Siril's sentinels."""
     if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, bool):
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return True
+    return number in _SENTINELS or not math.isfinite(number)
+
+
+def _plain(value: Any) -> Any:
+    """Siril gives 0, '', None or a sentinel for a keyword it does not know: all become None."""
+    if _absent(value):
         return None
     if isinstance(value, str):
-        return value.strip() or None
-    try:
-        if float(value) == 0.0:
-            return None
-    except (TypeError, ValueError):
+        return value.strip()
+    if float(value) == 0.0:
         return None
     return value
 
@@ -72,65 +100,102 @@ def _num(value: Any) -> float | None:
         return None
 
 
+def _value(value: Any) -> float | None:
+    """A number where 0 is a real setting (GAIN = 0); absent or a sentinel is None."""
+    if _absent(value) or isinstance(value, str):
+        return None
+    return float(value)
+
+
+def _count(value: Any, default: int = 1) -> int:
+    """A positive count (binning); absent, a sentinel or < 1 is ``default``."""
+    if _absent(value) or isinstance(value, str) or float(value) < 1:
+        return default
+    return int(value)
+
+
+def _offset(value: Any) -> int:
+    """A Bayer offset (XBAYROFF/YBAYROFF); absent or -INT_MAX is 0."""
+    if _absent(value) or isinstance(value, str):
+        return 0
+    return int(value)
+
+
 def _header_number(header: dict, key: str, fallback: float | None) -> float | None:
     """The header's numeric value for ``key`` (zero included), else ``fallback``."""
     value = header.get(key)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _absent(value):
         return float(value)
     return fallback
 
 
 def _temperature(value: Any) -> float | None:
     """Temperatures may legitimately be 0 °C, but Siril marks unknown ones with -999 or None."""
-    if value is None:
+    if _absent(value) or isinstance(value, str):
         return None
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        return None
+    t = float(value)
     return None if t <= -273.0 else t
+
+
+def _date_obs(keyword: Any, header: dict) -> str | None:
+    """The start of the exposure in UTC, ISO 8601.
+
+    The header's ``DATE-OBS`` is UTC by the FITS standard and is used as
+    written. ``FKeywords.date_obs`` is not: sirilpy builds it with
+    ``datetime.fromtimestamp()``, a naive datetime in the computer's *local*
+    time, so it is converted back to UTC.
+    """
+    text = header.get("DATE-OBS")
+    if isinstance(text, str) and text.strip():
+        return text.strip()
+    if isinstance(keyword, datetime):
+        if keyword.tzinfo is None:
+            keyword = keyword.astimezone()  # a naive datetime from sirilpy is local time
+        return keyword.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    return _plain(keyword) if isinstance(keyword, str) else None
 
 
 def meta_from_siril(keywords: Any, header: dict | None, height: int) -> Any:
     """Build an :class:`siril_denoise.io.ImageMeta` from Siril's ``FKeywords``.
 
     ``header`` (the FITS header as a dict, when Siril gives one) fills what
-    ``FKeywords`` does not carry (``PEDESTAL``, ``RDNOISE``). ``height`` is the
+    ``FKeywords`` does not carry (``PEDESTAL``, ``RDNOISE``) and is preferred
+    where it is exact (``GAIN`` = 0, ``DATE-OBS`` in UTC). ``height`` is the
     image height, needed to turn a bottom-up Bayer pattern into the pattern of
-    the array (see :func:`siril_denoise.io.bayer_pattern_for_array`).
+    the array (see :func:`siril_denoise.io.bayer_pattern_for_array`). Absent
+    keywords, whether None or one of Siril's sentinels, are unknown.
     """
     from ..io import ImageMeta, bayer_pattern_for_array
 
     header = {str(k).upper(): v for k, v in (header or {}).items()}
     kw = keywords
     get = lambda name: getattr(kw, name, None)  # noqa: E731 - keywords differ between sirilpy versions
-    date_obs = get("date_obs")
     stackcnt = _num(get("stackcnt"))
     exposure = _num(get("exposure"))
     livetime = _num(get("livetime"))
     meta = ImageMeta(
         instrument=_plain(get("instrume")),
-        # GAIN = 0 is a real setting: FKeywords cannot tell it from "unknown", the header can.
-        gain=_header_number(header, "GAIN", _num(get("gain"))),
-        offset=_header_number(header, "OFFSET", _num(get("offset"))),
+        # GAIN = 0 is a real setting: the header says so exactly, FKeywords gives 0 or None.
+        gain=_header_number(header, "GAIN", _value(get("gain"))),
+        offset=_header_number(header, "OFFSET", _value(get("offset"))),
         egain=_num(get("cvf")),
         read_noise=_num(header.get("RDNOISE")),
         exposure=exposure,
         temperature=_temperature(get("ccd_temp")),
         set_temperature=_temperature(get("set_temp")),
         filter=_plain(get("filter")),
-        xbinning=int(get("binning_x") or 1),
-        ybinning=int(get("binning_y") or 1),
+        xbinning=_count(get("binning_x")),
+        ybinning=_count(get("binning_y")),
         bayer_pattern=bayer_pattern_for_array(
             _plain(get("bayer_pattern")),
             row_order=_plain(get("row_order")) or _plain(header.get("ROWORDER")),
-            xoffset=int(get("bayer_xoffset") or 0),
-            yoffset=int(get("bayer_yoffset") or 0),
+            xoffset=_offset(get("bayer_xoffset")),
+            yoffset=_offset(get("bayer_yoffset")),
             height=height,
         ),
         stackcnt=None if stackcnt is None else int(stackcnt),
         livetime=livetime,
-        date_obs=date_obs.isoformat() if hasattr(date_obs, "isoformat") else _plain(date_obs),
+        date_obs=_date_obs(get("date_obs"), header),
         object=_plain(get("object")),
         pedestal=_num(header.get("PEDESTAL")),
     )
@@ -152,14 +217,16 @@ class SirilHost:
 
     def __init__(self, siril: Any) -> None:
         self.siril = siril
+        self._seq: tuple[Any, SequenceInfo] | None = None  # get_seq() and its info, read once
 
     # -- connection -------------------------------------------------------
 
     @classmethod
     def connect(cls) -> "SirilHost":
         """Connect to the Siril that started this script; :class:`NotInSiril` otherwise."""
-        siril = sirilpy.SirilInterface()
         try:
+            # Outside Siril the constructor itself raises (MY_SOCKET / MY_PIPE is not set).
+            siril = sirilpy.SirilInterface()
             siril.connect()
         except sirilpy.SirilError as exc:
             raise NotInSiril(
@@ -192,10 +259,18 @@ class SirilHost:
     # -- feedback ---------------------------------------------------------
 
     def log(self, message: str, level: str = "info") -> None:
-        """One line in Siril's log; ``level`` 'error' is red, 'warning' salmon, 'ok' green."""
+        """One line in Siril's log; ``level`` 'error' is red, 'warning' salmon, 'ok' green.
+
+        An error also starts with ``ERROR:``: colours do not reach ``siril-cli``'s
+        log, and Siril ends a failed script with "Script execution finished
+        successfully" all the same, so the word is what tells the user.
+        """
         color = {"error": sirilpy.LogColor.RED, "warning": sirilpy.LogColor.SALMON,
                  "ok": sirilpy.LogColor.GREEN}.get(level, sirilpy.LogColor.DEFAULT)
-        for line in str(message).splitlines() or [""]:
+        lines = str(message).splitlines() or [""]
+        if level == "error" and not lines[0].startswith(("ERROR", " ", "Traceback")):
+            lines[0] = "ERROR: " + lines[0]
+        for line in lines:
             try:
                 self.siril.log(line, color)
             except sirilpy.SirilError:
@@ -307,26 +382,68 @@ class SirilHost:
         return bool(self.siril.is_sequence_loaded())
 
     def sequence_info(self, *, need_regular: bool = True) -> SequenceInfo:
-        """The loaded sequence; refuses single-file sequences when ``need_regular``."""
+        """The loaded sequence; refuses what the Sequence script cannot write when ``need_regular``.
+
+        ``get_seq()`` costs 2 + N(1 + 2L) + L socket calls (N frames, L
+        layers), so it is asked once per run and kept.
+        """
         if not self.has_sequence():
             raise InputError("No sequence is loaded in Siril. Load one in the Sequence tab "
                              "(set the working directory, Search sequences, pick it), then run "
                              "the script again; or give it by name with --seq NAME (the only "
                              "way under siril-cli, which cannot load a sequence).")
-        try:
-            seq = self.siril.get_seq()
-        except sirilpy.SirilError as exc:
-            raise DenoiseError(f"Could not read the sequence from Siril: {exc}") from exc
-        if need_regular and int(seq.type) != int(sirilpy.SequenceType.SEQ_REGULAR):
+        cached = self._seq
+        if cached is None:
+            try:
+                seq = self.siril.get_seq()
+            except sirilpy.SirilError as exc:
+                raise DenoiseError(f"Could not read the sequence from Siril: {exc}") from exc
+            if seq is None:
+                raise DenoiseError("Siril did not describe the loaded sequence; load it again.")
+            cached = self._seq = (seq, self._sequence_info(seq))
+        seq, info = cached
+        if need_regular:
+            self._check_writable(seq)
+        return info
+
+    def _check_writable(self, seq: Any) -> None:
+        """Refuse, before any frame is processed, a sequence Siril cannot write back as one.
+
+        ``set_seq_frame_pixeldata`` writes one FITS file per frame, named with
+        the sequence's own digit count (``fixed``) and ``.fz`` when compressed;
+        ``create_new_seq`` only finds ``<root>NNNNN<ext>`` (5 digits, Siril's
+        extension): anything else would leave files that make no sequence.
+        """
+        name = os.path.basename(str(seq.seqname))
+        if int(seq.type) != int(sirilpy.SequenceType.SEQ_REGULAR):
             kind = getattr(seq.type, "name", str(seq.type)).replace("SEQ_", "")
             raise InputError(
-                f"Sequence '{seq.seqname}' is a {kind} file. This script writes one FITS file per "
+                f"Sequence '{name}' is a {kind} file. This script writes one FITS file per "
                 "frame, so it needs a sequence of FITS files: convert it first (Conversion tab, "
                 "or the command `convert` / `fits2seq`), load the converted sequence and run the "
                 "script again.")
+        if bool(getattr(seq, "fz", False)):
+            raise InputError(
+                f"Sequence '{name}' holds compressed (.fz) FITS files; Siril cannot gather "
+                "denoised .fz frames into a new sequence from a script. Turn FITS compression off "
+                f"(Preferences > FITS options), `convert {name} -out=plain` (or the Conversion "
+                "tab), load the converted sequence and run the script again. Nothing was written.")
+        fixed = int(getattr(seq, "fixed", 5) or 0)
+        if fixed != 5:
+            raise InputError(
+                f"Sequence '{name}' numbers its files with {fixed} digits; Siril names the "
+                f"denoised frames the same way but only gathers 5-digit names into a sequence. "
+                f"Convert it first (`convert {name} -out=conv` in Siril's command line, or the "
+                "Conversion tab), load the converted sequence and run the script again. Nothing "
+                "was written.")
+
+    def _sequence_info(self, seq: Any) -> SequenceInfo:
         number = int(seq.number)
         imgparam = list(seq.imgparam or [])[:number]
         selected = [i for i, p in enumerate(imgparam) if bool(getattr(p, "incl", True))]
+        heights = [int(getattr(p, "ry", 0) or 0) or int(seq.ry) for p in imgparam]
+        reference = int(seq.reference_image) if seq.reference_image is not None else 0
+        reference = reference if 0 <= reference < number else 0
         return SequenceInfo(
             name=os.path.basename(str(seq.seqname)),
             number=number,
@@ -334,39 +451,45 @@ class SirilHost:
             layers=int(seq.nb_layers),
             width=int(seq.rx),
             height=int(seq.ry),
-            reference=int(seq.reference_image) if seq.reference_image is not None else 0,
+            reference=reference,
             filenums=[int(p.filenum) for p in imgparam],
-            homographies=self._homographies(seq, number),
+            homographies=self._homographies(seq, number, heights, reference),
         )
 
     @staticmethod
-    def _homographies(seq: Any, number: int) -> list[Any] | None:
-        """Per-frame 3x3 frame->reference matrices, or None when there is no registration data.
+    def _homographies(seq: Any, number: int, heights: list[int], reference: int) -> list[Any] | None:
+        """Per-frame 3x3 frame->reference matrices in array coordinates, None where a frame
+        failed to register; None when there is no registration data.
 
-        Siril keeps registration in ``regparam[layer][frame]``; colour sequences
-        are usually registered on one layer only, so the first layer with data
-        is used.
+        Siril keeps registration in ``regparam[layer][frame]`` (in its own
+        coordinates, rows counted from the bottom: see
+        :func:`siril_denoise.siril.seqfile.siril_to_array_homography`); colour
+        sequences are usually registered on one layer only, so the first
+        layer with data is used.
         """
         for layer in list(seq.regparam or []):
-            if not layer:
-                continue
-            regs = list(layer)[:number]
-            if len(regs) == number and all(r is not None and getattr(r, "H", None) is not None
-                                           for r in regs):
-                return [homography_matrix(r.H) for r in regs]
+            regs = list(layer or [])[:number]
+            regs += [None] * (number - len(regs))
+            mats = [None if r is None or getattr(r, "H", None) is None else homography_matrix(r.H)
+                    for r in regs]
+            mats = [m if m is not None and registered(m) else None for m in mats]
+            if any(m is not None for m in mats):
+                ref_height = heights[reference] if heights else None
+                return [None if m is None else siril_to_array_homography(m, heights[i], ref_height)
+                        for i, m in enumerate(mats)]
         return None
 
     def _check_index(self, info: SequenceInfo, index: int) -> None:
-        # Out of range indices crash Siril: check against the sequence as it is now.
-        number = int(self.siril.get_seq().number)
-        if not 0 <= index < min(number, info.number):
-            raise InputError(f"Frame {index + 1} is not in the sequence (it has {number} frames); "
-                             "was the sequence changed while the script ran?")
+        # Out of range indices crash Siril: check against the sequence read at the start (asking
+        # Siril again costs a full get_seq() per frame), and that a sequence is still loaded.
+        if not self.has_sequence():
+            raise InputError("The sequence was closed in Siril while the script ran.")
+        if not 0 <= index < info.number:
+            raise InputError(f"Frame {index + 1} is not in the sequence (it has {info.number} "
+                             "frames); was the sequence changed while the script ran?")
 
     def read_frame(self, info: SequenceInfo, index: int) -> tuple[Any, Any]:
         """Frame ``index`` (0-based) of the loaded sequence: pixels and :class:`ImageMeta`."""
-        if not self.has_sequence():
-            raise InputError("The sequence was closed in Siril while the script ran.")
         self._check_index(info, index)
         try:
             data = self.siril.get_seq_frame_pixeldata(index)
@@ -416,6 +539,19 @@ class SirilHost:
         except sirilpy.SirilError as exc:
             raise DenoiseError(f"Siril could not create the sequence {root}: {exc}") from exc
 
+    def can_load_sequence(self) -> bool:
+        """Whether ``load_sequence`` can work here: only where a sequence is loaded already.
+
+        ``is_cli()`` cannot tell: it is True for every ``pyscript``, typed in
+        the GUI too, and there ``load_seq`` from a script works (measured in
+        Siril 1.4.4). Headless ``siril-cli`` can load no sequence at all, and
+        refuses ``load_seq``.
+        """
+        try:
+            return bool(self.siril.is_sequence_loaded())
+        except sirilpy.SirilError:
+            return False
+
     def load_sequence(self, root: str) -> bool:
         """Ask Siril to load a sequence; False (and a log line) when it cannot."""
         try:
@@ -430,7 +566,9 @@ class SirilHost:
     def _header_dict(getter: Callable[..., Any]) -> dict:
         try:
             header = getter(return_as="dict")
-        except (sirilpy.SirilError, ValueError, TypeError, AttributeError):
+        except (sirilpy.SirilError, ValueError, TypeError, AttributeError, UnboundLocalError):
+            # sirilpy 1.0.25's get_seq_frame_header raises UnboundLocalError for a frame
+            # without a FITS header (SER, film): no header, not an error
             return {}
         return header if isinstance(header, dict) else {}
 
@@ -439,91 +577,254 @@ class SirilHost:
 # Dependencies inside Siril's Python environment
 
 
+class _Output:
+    """What the installers printed while captured (see :func:`_captured`)."""
+
+    text = ""
+
+    def tail(self, lines: int = 12) -> str:
+        kept = [line for line in self.text.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
+
+
+@contextlib.contextmanager
+def _captured():
+    """Keep pip's and sirilpy's helpers' output out of Siril's log, for the log's sake.
+
+    sirilpy's installers stream every line pip prints (and pip's subprocess
+    writes straight to the inherited file descriptors), dozens of lines per
+    package. Everything written to fd 1 and 2 goes to a temporary file
+    instead; the caller shows its tail when something failed.
+    """
+    out = _Output()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+    except (AttributeError, OSError, ValueError):  # no real descriptors here: capture nothing
+        yield out
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.text = tmp.read().decode("utf-8", errors="replace")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _import_problem(module: str) -> str | None:
+    """None when ``module`` imports; else why not (an installed package can still fail to load)."""
+    importlib.invalidate_caches()
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - ImportError, OSError from a missing shared library, ...
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return f"{distribution} {metadata.version(distribution)}"
+    except metadata.PackageNotFoundError:
+        return distribution
+
+
 def _missing(packages: dict[str, str]) -> list[str]:
-    return [pip for pip, module in packages.items() if importlib.util.find_spec(module) is None]
+    importlib.invalidate_caches()
+    return [pip for pip, module in packages.items() if not _importable(module)]
 
 
 def _install(host: SirilHost, packages: dict[str, str], why: str) -> list[str]:
+    """pip-install the missing ``packages`` (pip name -> import name); returns them with versions."""
     installed = []
     for pip_name in _missing(packages):
         host.log(f"Installing {pip_name} in Siril's Python environment ({why})...")
-        try:
-            sirilpy.ensure_installed(pip_name)
-        except Exception as exc:  # noqa: BLE001 - pip failures come in many types
-            raise DenoiseError(f"Could not install {pip_name} ({exc}). Check the internet "
-                               "connection, or install it in Siril's Python environment.") from exc
-        installed.append(pip_name)
+        with _captured() as out:
+            try:
+                sirilpy.ensure_installed(pip_name)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - pip failures come in many types
+                error = exc
+        problem = _import_problem(packages[pip_name]) if error is None else str(error)
+        if problem:
+            raise DenoiseError(
+                f"Could not install {pip_name} in Siril's Python environment ({problem}). Check the "
+                "internet connection and run the script again, or install it there by hand."
+                + (f"\npip said:\n{out.tail()}" if out.tail() else ""))
+        installed.append(_version(pip_name))
     return installed
+
+
+def _installed_onnxruntime(answer: Any) -> tuple[bool, str | None]:
+    """``ONNXHelper.is_onnxruntime_installed()`` returns ``(installed, package_name)``: a
+    tuple, truthy even when nothing is installed. Older sirilpy may return a bool."""
+    if isinstance(answer, tuple):
+        return bool(answer[0]), (answer[1] if len(answer) > 1 else None)
+    return bool(answer), None
+
+
+def ensure_onnxruntime(host: SirilHost) -> list[str]:
+    """Install onnxruntime through Siril's ``ONNXHelper`` when it does not import; verify it does.
+
+    ``ONNXHelper`` picks the CUDA, DirectML, CoreML, OpenVINO or CPU build for
+    this machine. It is only asked when onnxruntime is missing: constructing it
+    and asking whether onnxruntime is installed print to the log every time.
+    """
+    if _import_problem("onnxruntime") is None:
+        return []
+    host.log("Installing onnxruntime for this machine (Siril's ONNXHelper picks the GPU or CPU "
+             "build; one time, may take a few minutes)...")
+    package, error = None, None
+    with _captured() as out:
+        try:
+            helper = sirilpy.ONNXHelper()
+            helper.install_onnxruntime()
+            present, package = _installed_onnxruntime(helper.is_onnxruntime_installed())
+            if not present:
+                error = "ONNXHelper installed nothing that imports"
+        except Exception as exc:  # noqa: BLE001 - pip and helper failures come in many types
+            error = f"{type(exc).__name__}: {exc}"
+    problem = _import_problem("onnxruntime")
+    if problem:
+        raise DenoiseError(
+            f"onnxruntime could not be installed in Siril's Python environment ({error or problem}). "
+            "It runs every model; check the internet connection and run the script again. "
+            "Nothing was changed." + (f"\nThe installer said:\n{out.tail()}" if out.tail() else ""))
+    return [_version(package or "onnxruntime")]
 
 
 def bootstrap(host: SirilHost, *, need_gui: bool) -> list[str]:
     """Make the engine's dependencies importable; returns (and logs) what was installed.
 
-    onnxruntime comes from ``ONNXHelper``, which picks the CUDA, DirectML,
-    CoreML, OpenVINO or CPU build for this machine. torch is installed later,
-    only when needed (:func:`ensure_torch`).
+    Runs before any image is read for work, so nothing is trained before
+    everything that runs the result is in place: the engine's packages,
+    PyQt6 for a dialog, and onnxruntime (through ``ONNXHelper``, checked by
+    importing it). torch and the training extras follow only when something
+    is trained (:func:`ensure_torch`), also before training starts.
     """
     installed = _install(host, ENGINE_PACKAGES, "needed by siril-denoise")
     if need_gui:
         installed += _install(host, GUI_PACKAGES, "for the dialog")
-    helper = sirilpy.ONNXHelper()
-    if not helper.is_onnxruntime_installed():
-        host.log("Installing onnxruntime for this machine (one time, may take a few minutes)...")
-        try:
-            helper.install_onnxruntime()
-        except Exception as exc:  # noqa: BLE001
-            raise DenoiseError(f"Could not install onnxruntime ({exc}).") from exc
-        if not helper.is_onnxruntime_installed():
-            raise DenoiseError("onnxruntime could not be installed in Siril's Python environment; "
-                               "see the messages above.")
-        installed.append("onnxruntime")
+    installed += ensure_onnxruntime(host)
     if installed:
         host.log("Installed: " + ", ".join(installed))
     return installed
 
 
+#: onnxruntime providers that are no device to run a model on (Azure sends it to a cloud endpoint).
+_NOT_DEVICES = ("AzureExecutionProvider",)
+
+
 def execution_providers(host: SirilHost, use_gpu: bool) -> list[Any]:
-    """onnxruntime providers, best first, always ending with the CPU (logged)."""
+    """onnxruntime providers, best first, always ending with the CPU (logged).
+
+    Built from what this onnxruntime offers (the engine's own order: CUDA,
+    ROCm, MIGraphX, DirectML, CoreML, OpenVINO, then CPU); a provider that
+    fails falls back to the CPU in the engine, with a log line. sirilpy's
+    ``get_execution_providers_ordered()`` is not used: its cache never loads
+    (``_load_cached_providers`` returns an undefined name in sirilpy 1.0.25),
+    so it reruns its provider self-test, some 20 lines of log, on every call,
+    and its list starts with ``AzureExecutionProvider``.
+    """
+    from ..inference import CPU, available_providers
+
     try:
-        providers = list(sirilpy.ONNXHelper().get_execution_providers_ordered(ai_gpu_acceleration=use_gpu))
+        providers = list(available_providers(use_gpu))
     except Exception as exc:  # noqa: BLE001 - a broken GPU runtime must not stop a CPU run
-        host.log(f"Could not list onnxruntime's GPU providers ({exc}); using the CPU.", "warning")
-        providers = []
-    names = [p[0] if isinstance(p, (tuple, list)) else str(p) for p in providers]
-    if "CPUExecutionProvider" not in names:
-        providers.append("CPUExecutionProvider")
-        names.append("CPUExecutionProvider")
-    host.log("Inference providers: " + ", ".join(names))
+        host.log(f"Could not list onnxruntime's providers ({exc}); using the CPU.", "warning")
+        providers = [CPU]
+    name = lambda p: p[0] if isinstance(p, (tuple, list)) else str(p)  # noqa: E731
+    providers = [p for p in providers if name(p) not in _NOT_DEVICES]
+    if CPU not in [name(p) for p in providers]:
+        providers.append(CPU)
+    if "CUDAExecutionProvider" in [name(p) for p in providers]:
+        _preload_cuda()
+    host.log("Inference providers: " + ", ".join(name(p) for p in providers)
+             + ("" if use_gpu else " (GPU off)"))
     return providers
 
 
-def ensure_torch(host: SirilHost, use_gpu: bool) -> str:
-    """Install PyTorch (and the training extras) when missing; returns and logs the device."""
-    helper_class = getattr(sirilpy, "TorchHelper", None)  # sirilpy >= 1.0.17 only
-    if importlib.util.find_spec("torch") is None:
-        host.log("Installing PyTorch for this machine (one time, large download)...")
-        try:
-            ok = helper_class().ensure_torch() if helper_class else sirilpy.ensure_installed("torch")
-        except Exception as exc:  # noqa: BLE001
-            ok, why = False, f" ({exc})"
-        else:
-            why = ""
-        if not ok or importlib.util.find_spec("torch") is None:
-            raise DenoiseError("PyTorch could not be installed" + why + "; it is needed to train "
-                               "a model or use a zero-shot method. Pick a saved model instead, or "
-                               "install torch in Siril's Python environment.")
-        host.log("Installed: torch")
-    extras = _install(host, TRAINING_PACKAGES, "needed for training")
-    if extras:
-        host.log("Installed: " + ", ".join(extras))
+def _preload_cuda() -> None:
+    """Let onnxruntime find CUDA/cuDNN from a torch install in the same venv (as ``ONNXHelper`` does)."""
     try:
-        if helper_class is not None and hasattr(helper_class, "get_torch_device"):
-            device = str(helper_class().get_torch_device(use_gpu=use_gpu))
-        else:
-            import torch
+        import onnxruntime
 
-            device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001
-        device = "cpu"
+        with _captured():
+            if hasattr(onnxruntime, "preload_dlls"):
+                onnxruntime.preload_dlls()
+    except Exception:  # noqa: BLE001 - a failed preload only means the CPU fall-back may be used
+        pass
+
+
+def ensure_torch(host: SirilHost, use_gpu: bool) -> str:
+    """Install PyTorch (and the training extras) when missing; returns and logs the device.
+
+    Called before anything is trained. torch comes from ``TorchHelper``
+    (sirilpy >= 1.0.17), which picks the CUDA, ROCm, XPU, MPS or CPU build.
+    """
+    helper_class = getattr(sirilpy, "TorchHelper", None)
+    installed = []
+    if _import_problem("torch") is not None:
+        host.log("Installing PyTorch for this machine (Siril's TorchHelper picks the build; one time, "
+                 "a large download that may take several minutes)...")
+        error = None
+        with _captured() as out:
+            try:
+                ok = helper_class().ensure_torch() if helper_class else sirilpy.ensure_installed("torch")
+                if not ok:
+                    error = "the installer reported a failure"
+            except Exception as exc:  # noqa: BLE001
+                error = f"{type(exc).__name__}: {exc}"
+        problem = _import_problem("torch")
+        if problem:
+            raise DenoiseError(
+                f"PyTorch could not be installed ({error or problem}); it is needed to train a model "
+                "or use a zero-shot method. Pick a saved model instead, or install torch in Siril's "
+                "Python environment. Nothing was changed."
+                + (f"\nThe installer said:\n{out.tail()}" if out.tail() else ""))
+        installed.append(_version("torch"))
+    installed += _install(host, TRAINING_PACKAGES, "needed for training")
+    if installed:
+        host.log("Installed: " + ", ".join(installed))
+    device = _torch_device(use_gpu)
     host.log(f"Training on: {device}")
     return device
+
+
+def _torch_device(use_gpu: bool) -> str:
+    """The device the engine will train on (its own choice: CUDA, then MPS, then CPU)."""
+    try:
+        from ..training import pick_device
+
+        device = pick_device("auto" if use_gpu else "cpu")
+    except Exception:  # noqa: BLE001 - the log line must not stop the run
+        return "cpu"
+    text = str(device)
+    if text.startswith("cuda"):
+        try:
+            import torch
+
+            text += f" ({torch.cuda.get_device_name(device)})"
+        except Exception:  # noqa: BLE001
+            pass
+    return text

@@ -16,6 +16,7 @@ is reached through :func:`engine`, so tests can swap it.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import shutil
 from dataclasses import dataclass, field
@@ -90,6 +91,56 @@ def cfa_for(ndim: int, meta: Any) -> str | None:
     if ndim != 2 or not pattern or len(pattern) != 4:
         return None
     return str(pattern).upper()
+
+
+def _without_pattern(meta: Any) -> Any:
+    """``meta`` with no Bayer pattern (the frame is no longer a mosaic)."""
+    if dataclasses.is_dataclass(meta) and not isinstance(meta, type):
+        return dataclasses.replace(meta, bayer_pattern=None)
+    setattr(meta, "bayer_pattern", None)
+    return meta
+
+
+def lost_mosaic(frames: list[Any], pattern: str | None) -> float | None:
+    """The noise correlation of the first frame that carries a Bayer pattern but is no longer a
+    mosaic (resampled: see :func:`siril_denoise.layout.mosaic_noise_correlation`), else None."""
+    from ..layout import INTERPOLATED_MOSAIC_CORRELATION, mosaic_noise_correlation
+
+    if not pattern:
+        return None
+    for data in frames:
+        corr = mosaic_noise_correlation(data)
+        if corr > INTERPOLATED_MOSAIC_CORRELATION:
+            return corr
+    return None
+
+
+def _lost_mosaic_message(name: str, pattern: str, corr: float) -> str:
+    return (f"The frames of '{name}' say BAYERPAT={pattern} but are no longer a raw mosaic: "
+            f"neighbouring pixels share their noise (correlation {corr:.2f}, ~0 in a raw mosaic), "
+            "as when Siril's `register` resamples raw frames. They are treated as mono images, "
+            "and a model trained on them is not offered for raw frames. For a Bayer (CFA) model, "
+            "train on the original frames registered with `register NAME -2pass`.")
+
+
+def sequence_layout(host: Any, info: Any) -> tuple[int, Any]:
+    """ndim and :class:`ImageMeta` of the sequence's first selected frame, without its Bayer
+    pattern when the frames are no longer a mosaic (one or two frames' pixels are read: the
+    reference frame of a resampled sequence is left as it was, so another one is checked too)."""
+    if getattr(info, "layout", None) is not None:
+        return info.layout
+    first = info.selected[0]
+    ndim, meta = host.frame_meta(info, first)
+    pattern = cfa_for(ndim, meta)
+    if pattern:
+        others = [i for i in info.selected if i != first and i != info.reference][:1]
+        frames = [host.read_frame(info, i)[0] for i in [first, *others]]
+        corr = lost_mosaic(frames, pattern)
+        if corr is not None:
+            host.log(_lost_mosaic_message(info.name, pattern, corr), "warning")
+            meta = _without_pattern(meta)
+    info.layout = (ndim, meta)
+    return ndim, meta
 
 
 def network_channels(ndim: int, cfa: str | None) -> int:
@@ -212,8 +263,8 @@ def denoise_loaded_sequence(host: Any, opts: JobOptions, progress: Progress,
                          "Sequence tab or the frame list, then run the script again.")
     prefix = opts.prefix or "dn_"
     root = prefix + info.name
-    ndim, meta0 = host.frame_meta(info, info.selected[0])
-    cfa0 = cfa_for(ndim, meta0)
+    ndim, meta0 = sequence_layout(host, info)
+    cfa0 = cfa_for(ndim, meta0)  # one layout for every frame of the sequence
     method, model, label = _resolve(host, opts, ndim, meta0, cfa0)
     n = len(info.selected)
     host.log(f"Denoising {n} selected frame(s) of '{info.name}' with {label} into '{root}'.")
@@ -229,8 +280,9 @@ def denoise_loaded_sequence(host: Any, opts: JobOptions, progress: Progress,
 
             frame_progress(0.0, "reading")
             data, meta = host.read_frame(info, index)
-            result = _denoise(data, meta, cfa_for(data.ndim, meta), method, model, opts,
-                              frame_progress, should_cancel)
+            if not cfa0:
+                meta = _without_pattern(meta)
+            result = _denoise(data, meta, cfa0, method, model, opts, frame_progress, should_cancel)
             _check_cancel(should_cancel)
             written.append(host.output_path(info, index, prefix))
             host.write_frame(info, index, result.data, prefix,
@@ -246,7 +298,8 @@ def denoise_loaded_sequence(host: Any, opts: JobOptions, progress: Progress,
             host.log(f"Removed the {removed} frame(s) this run had written; no sequence was created.")
         raise
     progress(1.0, "Done")
-    if opts.load_result and not host.is_cli():
+    # Not is_cli(): it is True for a pyscript typed in the GUI too, where loading works.
+    if opts.load_result and host.can_load_sequence():
         host.load_sequence(root)
     text = (f"Wrote sequence '{root}' ({n} frames) in {host.working_dir()}; "
             f"the original frames were not changed.")
@@ -270,24 +323,36 @@ def train_on_loaded_sequence(host: Any, opts: JobOptions, progress: Progress,
                              should_cancel: ShouldCancel) -> JobResult:
     """Train a Noise2Noise model on the selected frames and save it in the library."""
     info = host.sequence_info(need_regular=False)
-    if len(info.selected) < 2:
+    selected = list(info.selected)
+    if info.homographies is not None:
+        failed = [i for i in selected if info.homographies[i] is None]
+        if failed:
+            host.log(f"Left out {len(failed)} selected frame(s) that Siril could not register "
+                     f"(no registration data): {', '.join(str(i + 1) for i in failed)}.", "warning")
+            selected = [i for i in selected if i not in failed]
+    if len(selected) < 2:
         raise InputError(f"Training needs at least 2 selected frames (8 or more work best); "
-                         f"'{info.name}' has {len(info.selected)} selected. Select more frames "
-                         "and run the script again.")
+                         f"'{info.name}' has {len(selected)} selected"
+                         + (" and registered" if len(selected) < len(info.selected) else "")
+                         + ". Select more frames and run the script again.")
     frames, metas = [], []
-    n = len(info.selected)
-    for k, index in enumerate(info.selected):
+    n = len(selected)
+    for k, index in enumerate(selected):
         _check_cancel(should_cancel)
         progress(0.1 * k / n, f"Reading frame {k + 1}/{n}")
         data, meta = host.read_frame(info, index)
         frames.append(data)
         metas.append(meta)
-    ref = info.selected.index(info.reference) if info.reference in info.selected else 0
+    ref = selected.index(info.reference) if info.reference in selected else 0
     meta = metas[ref]
     cfa = cfa_for(frames[ref].ndim, meta)
+    corr = lost_mosaic(frames, cfa)
+    if corr is not None:
+        host.log(_lost_mosaic_message(info.name, cfa, corr), "warning")
+        cfa, meta = None, _without_pattern(meta)
     homographies = None
     if info.homographies is not None:
-        homographies = [info.homographies[i] for i in info.selected]
+        homographies = [info.homographies[i] for i in selected]
         host.log("Using Siril's registration data to pair the frames.")
     else:
         host.log("No registration data in the sequence: the frames will be aligned by the engine.")

@@ -142,6 +142,9 @@ def main(job: str, argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2): argparse already printed why
+        if exc.code:
+            print("ERROR: siril-denoise: the flags above were not understood; nothing was changed.",
+                  flush=True)
         return int(exc.code or 0)
 
     from .adapter import NotInSiril, SirilHost
@@ -149,7 +152,7 @@ def main(job: str, argv: list[str] | None = None) -> int:
     try:
         host = SirilHost.connect()
     except NotInSiril as exc:
-        print(f"siril-denoise: {exc}", flush=True)
+        print(f"ERROR: siril-denoise: {exc}", flush=True)
         return 1
     gui = not host.is_cli() and not argv
     try:
@@ -162,18 +165,30 @@ def main(job: str, argv: list[str] | None = None) -> int:
         host.log(str(exc), "warning")
         return 1
     except DenoiseError as exc:
-        host.log(str(exc), "error")
+        host.log(_unchanged(job, str(exc)), "error")
         if gui:
             host.message_box(str(exc), "error")
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug: say so, with the details for a report
-        host.log(f"siril-denoise stopped on an unexpected error (please report it): {exc!r}", "error")
+        host.log(_unchanged(job, "siril-denoise stopped on an unexpected error (please report it): "
+                                 f"{exc!r}."), "error")
         for line in traceback.format_exc().splitlines():
             host.log(line, "error")
         return 1
     finally:
         host.reset_progress()
         host.disconnect()
+
+
+def _unchanged(job: str, message: str) -> str:
+    """A failed Image script writes nothing back (the image is only written at the very end): say so.
+
+    Siril ends the failed script with "Script execution finished successfully"
+    all the same, so the log line must tell the user.
+    """
+    if job == "image" and "not changed" not in message:
+        message = message.rstrip() + " The image was not changed."
+    return message
 
 
 def _settings(host: Any) -> tuple[Settings, Path]:
@@ -190,7 +205,9 @@ def _precheck(job: str, host: Any) -> tuple[int, Any] | None:
         return host.image_meta()
     info = host.sequence_info(need_regular=(job == "sequence"))
     if job == "sequence" and info.selected:
-        return host.frame_meta(info, info.selected[0])
+        from .jobs import sequence_layout
+
+        return sequence_layout(host, info)
     return None
 
 

@@ -21,7 +21,9 @@ The ``.seq`` format, as Siril 1.0 - 1.5 writes it (one record per line,
 
 ``R`` lines: version >= 4 (Siril 1.1+) ``fwhm wfwhm roundness quality
 background stars H h00 h01 h02 h10 h11 h12 h20 h21 h22``, the homography
-mapping the frame onto the reference frame; versions 1-3 held a shift
+mapping the frame onto the reference frame in Siril's coordinates (rows
+counted from the bottom: :func:`siril_to_array_homography` converts it; all
+zeros for a frame that failed to register); versions 1-3 held a shift
 (``shiftx shifty fwhm ...``) and version 0 ``shiftx shifty rx ry angle fwhm
 quality``. Only version >= 4 homographies are used; older shifts are parsed
 but not turned into matrices (their sign convention differs between Siril
@@ -97,30 +99,64 @@ class SeqFile:
     #: layer ('0'..'9' or '*') -> one :class:`SeqReg` per frame
     registration: dict[str, list[SeqReg]] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: True when there is no .seq file yet and ``path`` is where Siril will write it
+    from_files: bool = False
 
     @property
     def selected(self) -> list[int]:
         """0-based indices of the selected frames."""
         return [i for i, img in enumerate(self.images) if img.incl]
 
-    def homographies(self) -> list[tuple[float, ...]] | None:
-        """Per-frame 3x3 (row-major, 9 floats) frame -> reference, from the first complete layer.
+    def homographies(self) -> list[tuple[float, ...] | None] | None:
+        """Per-frame 3x3 (row-major, 9 floats) frame -> reference, in Siril's own coordinates.
 
-        None when no layer has a usable homography for every frame (no
-        registration, a version < 4 file, or a frame whose matrix is
-        degenerate, e.g. one that failed to register).
+        From the first layer that registered any frame; a frame whose
+        registration failed (no ``R`` line, an all-zero or degenerate matrix,
+        as Siril writes for it) is None. None when no layer holds a usable
+        homography (no registration, or a version < 4 file). Turn the
+        matrices into array coordinates with :func:`siril_to_array_homography`.
         """
         for key in sorted(self.registration, key=lambda k: (k == "*", k)):
-            regs = self.registration[key]
-            if len(regs) == self.number and all(r.H is not None and _usable(r.H) for r in regs):
-                return [r.H for r in regs]  # type: ignore[misc]
+            regs = self.registration[key] + [SeqReg()] * (self.number - len(self.registration[key]))
+            homs = [r.H if r.H is not None and registered(r.H) else None for r in regs]
+            if any(h is not None for h in homs):
+                return homs
         return None
 
 
-def _usable(h: tuple[float, ...]) -> bool:
-    det = (h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6])
-           + h[2] * (h[3] * h[7] - h[4] * h[6]))
-    return abs(h[8]) > 1e-12 and abs(det) > 1e-12
+def registered(h: Any) -> bool:
+    """True when ``h`` (9 floats or 3x3) is an invertible homography; Siril stores all zeros
+    for a frame it could not register."""
+    import numpy as np
+
+    m = np.asarray(h, dtype=np.float64).reshape(3, 3)
+    return bool(np.all(np.isfinite(m)) and abs(m[2, 2]) > 1e-12 and abs(np.linalg.det(m)) > 1e-12)
+
+
+def siril_to_array_homography(h: Any, height: int, ref_height: int | None = None) -> Any:
+    """Siril's frame -> reference homography in the coordinates of the pixel arrays.
+
+    Siril measures stars and warps with rows counted from the bottom of the
+    image, ``y_siril = height - 1 - row``, while the arrays it hands out (and
+    the engine's homographies) count rows from the top: ``H' = F_ref H F``
+    with ``F = [[1, 0, 0], [0, -1, height - 1], [0, 0, 1]]`` (its own inverse).
+    ``height``: the frame's rows, ``ref_height``: the reference frame's
+    (default the same), full-resolution CFA pixels for a mosaic.
+
+    Measured with Siril 1.4.4 (``register -2pass``): a 1024 px frame and its
+    exact ``numpy.rot90`` copy map onto each other with ``height - 1`` (with
+    ``height`` the translation is off by 1 px); on 11 Seestar M94 frames,
+    stars mapped through ``H'`` land 0.11 px (median) from the reference's
+    stars, and 1-65 px away through ``H`` as Siril stores it.
+    """
+    import numpy as np
+
+    m = np.asarray(h, dtype=np.float64).reshape(3, 3)
+    f = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
+    f_ref = f if ref_height is None else np.array(
+        [[1.0, 0.0, 0.0], [0.0, -1.0, ref_height - 1.0], [0.0, 0.0, 1.0]])
+    out = f_ref @ m @ f
+    return out / out[2, 2]
 
 
 _S_QUOTED = re.compile(r"^S\s+'([^']*)'\s*(.*)$")
@@ -265,6 +301,38 @@ def find_seq(name: str, working_dir: Path) -> Path:
         "`cd` in the script first), or the path of its .seq file.")
 
 
+def scan_frames(name: str, working_dir: Path) -> SeqFile | None:
+    """A sequence without its ``.seq`` file: the files ``<name><digits><ext>`` in the folder.
+
+    ``convert light -out=DIR`` makes the frame files (links) but writes
+    ``light_.seq`` only when a later command opens the sequence (measured
+    with Siril 1.4.4). All frames found are selected, in file-number order,
+    with no registration. None when there are none.
+    """
+    given = Path(os.path.expanduser(str(name).strip()))
+    if given.suffix.lower() == ".seq":
+        given = given.with_suffix("")
+    folder = given.parent if given.is_absolute() else Path(working_dir) / given.parent
+    stem = given.name
+    if not stem or not folder.is_dir():
+        return None
+    pattern = re.compile(re.escape(stem) + r"(\d+)(" + "|".join(re.escape(e) for e in FRAME_EXTENSIONS) + ")$")
+    found = sorted((int(m.group(1)), len(m.group(1))) for f in os.listdir(folder)
+                   if (m := pattern.match(f)) and (folder / f).is_file())
+    if not found:
+        return None
+    widths = {w for _, w in found}
+    seq = SeqFile(path=folder / f"{stem}.seq", name=stem, beg=found[0][0], number=len(found),
+                  selnum=len(found), fixed=widths.pop() if len(widths) == 1 else 0, reference=-1,
+                  version=4, from_files=True)
+    seq.images = [SeqImage(filenum=n, incl=True) for n, _ in found]
+    return seq
+
+
+def _frame_height(image: SeqImage, default: int) -> int:
+    return int(image.ry) if image.ry else int(default)
+
+
 def _digits(seq: SeqFile, filenum: int) -> str:
     return f"{filenum:0{seq.fixed}d}" if seq.fixed > 0 else str(filenum)
 
@@ -299,7 +367,11 @@ class SequenceInfo:
     height: int
     reference: int
     filenums: list[int]
+    #: one 3x3 per frame (frame -> reference, array coordinates: rows from the top), None for a
+    #: frame Siril could not register; None for the whole list when there is no registration
     homographies: list[Any] | None = field(default=None, repr=False)
+    #: (ndim, ImageMeta) of the sequence once a job worked it out (jobs.sequence_layout)
+    layout: tuple[int, Any] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -342,8 +414,19 @@ class SeqFileHost:
         """
         if self._info is not None:
             return self._info
-        path = find_seq(self.seq_name, self._host.working_dir())
-        seq = read_seq(path)
+        try:
+            path = find_seq(self.seq_name, self._host.working_dir())
+        except SeqFileError:
+            seq = scan_frames(self.seq_name, self._host.working_dir())
+            if seq is None:
+                raise
+            path = seq.path
+            self._host.log(
+                f"No {seq.name}.seq yet (Siril writes it the first time a command opens the "
+                f"sequence, not at `convert`): using the {seq.number} frame files {seq.name}* "
+                f"found in {path.parent}, all selected, without registration data.")
+        else:
+            seq = read_seq(path)
         folder = path.parent
         seq.name = os.path.basename(seq.name) or path.stem
         if seq.type != "regular":
@@ -386,16 +469,17 @@ class SeqFileHost:
         homs = None
         h = seq.homographies()
         if h is not None:
-            import numpy as np
-
-            homs = [np.array(m, dtype=np.float64).reshape(3, 3) for m in h]
+            ref_height = height
+            homs = [None if m is None else siril_to_array_homography(
+                m, _frame_height(seq.images[i], height), ref_height) for i, m in enumerate(h)]
         self._info = FileSequenceInfo(
             name=seq.name, number=seq.number, selected=seq.selected, layers=layers,
             width=width, height=height, reference=seq.reference if seq.reference >= 0 else 0,
             filenums=[img.filenum for img in seq.images], homographies=homs, files=files, seq=seq)
-        self._host.log(f"Sequence '{seq.name}' read from {path}: {seq.number} frames, "
-                       f"{len(seq.selected)} selected"
-                       + (", with registration data." if homs is not None else "."))
+        if not seq.from_files:
+            self._host.log(f"Sequence '{seq.name}' read from {path}: {seq.number} frames, "
+                           f"{len(seq.selected)} selected"
+                           + (", with registration data." if homs is not None else "."))
         return self._info
 
     def _load(self, index: int, path: Path) -> Any:

@@ -87,7 +87,7 @@ class Session:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.wd.mkdir(parents=True, exist_ok=True)
         self.state: dict[str, Any] = {
-            "wd": str(self.wd), "image": None, "sequence": None, "busy": False,
+            "wd": str(self.wd), "image": None, "sequence": None, "busy": False, "gui": False,
             "dialog_open": False, "extension": ".fit",
             "configdir": str(self.dir / "config"), "userdatadir": str(self.dir / "userdata"),
         }
@@ -104,14 +104,19 @@ class Session:
 
     def load_sequence(self, name: str, frames: list[np.ndarray], header: dict[str, Any] | None = None,
                       *, selected: list[bool] | None = None, seq_type: int = 0,
-                      registration: list[list[float] | None] | None = None) -> list[Path]:
+                      registration: list[list[float] | None] | None = None, fixed: int = 5,
+                      fz: bool = False, reference: int = 0) -> list[Path]:
+        """Frames loaded as Siril's current sequence. Only the GUI can load one (siril-cli
+        cannot), so this also marks the session as a GUI. ``registration``: one 9-float H per
+        frame in Siril's coordinates (rows counted from the bottom), all zeros where it failed."""
         paths = []
         for i, frame in enumerate(frames, start=1):
-            paths.append(write_fits(self.wd / f"{name}{i:05d}.fit", frame,
+            paths.append(write_fits(self.wd / f"{name}{i:0{fixed}d}.fit", frame,
                                     {**(header or {}), "FRAMENUM": i}))
         selected = selected or [True] * len(frames)
+        self.state["gui"] = True
         self.state["sequence"] = {
-            "seqname": name, "type": seq_type, "reference_image": 0,
+            "seqname": name, "type": seq_type, "reference_image": reference, "fixed": fixed, "fz": fz,
             "frames": [{"filenum": i, "incl": s} for i, s in enumerate(selected, start=1)],
             "registration": registration,
         }

@@ -47,11 +47,25 @@ def _smooth(data, progress=None, should_cancel=None, **_):
 
 
 def denoise_image(data, *, method="zsn2n", **kw):
+    _record_cfa(kw)
     return _Result(_smooth(data, **kw))
 
 
 def apply_model(data, model, **kw):
+    _record_cfa(kw)
     return _Result(_smooth(data, **kw), model_path=model)
+
+
+def _record_cfa(kw):
+    """Appends the Bayer pattern each denoise call got to ``denoise_calls.jsonl``."""
+    import json
+    import os
+    from pathlib import Path
+
+    session = os.environ.get("SIRILPY_STANDIN_STATE")
+    if session:
+        with open(Path(session) / "denoise_calls.jsonl", "a") as f:
+            f.write(json.dumps({"cfa_pattern": kw.get("cfa_pattern")}) + "\n")
 
 
 def train_on_frames(frames, **kw):
@@ -64,7 +78,7 @@ def train_on_frames(frames, **kw):
     if session:
         homs = kw.get("homographies")
         call = {"frames": len(frames), "shapes": [list(f.shape) for f in frames],
-                "dtypes": [str(f.dtype) for f in frames],
+                "dtypes": [str(f.dtype) for f in frames], "cfa_pattern": kw.get("cfa_pattern"),
                 "homographies": None if homs is None else [np.asarray(h).tolist() for h in homs]}
         (Path(session) / "train_call.json").write_text(json.dumps(call))
     raise RuntimeError("the fake engine does not train")

@@ -12,13 +12,25 @@ State lives in a *session* directory named by ``SIRILPY_STANDIN_STATE``:
 
 ``session.json``
     ``{"wd": "<working dir>", "image": "<path of the loaded FITS>" | null,
-    "sequence": {...} | null, "busy": false, "dialog_open": false,
+    "sequence": {...} | null, "busy": false, "dialog_open": false, "gui": false,
     "userdatadir": ..., "configdir": ..., "extension": ".fit"}``
 
+    ``gui``: a Siril with its GUI (``load_seq`` works there, even from a
+    ``pyscript``, whose ``is_cli()`` is True all the same); siril-cli refuses it.
+
     ``sequence``: ``{"seqname": "light_", "type": 0, "reference_image": 0,
-    "frames": [{"filenum": 1, "incl": true}, ...],
-    "registration": null | [[9 floats] | null, ...]}``; frame files are
-    ``<wd>/<seqname><filenum:05d><extension>``.
+    "fixed": 5, "fz": false, "frames": [{"filenum": 1, "incl": true}, ...],
+    "registration": null | [[9 floats, Siril's coordinates] | null, ...]}``;
+    frame files are ``<wd>/<seqname><filenum padded to fixed digits><extension>``.
+
+Siril's Python environment: ``"missing": ["onnxruntime", "torch", ...]``
+(import names) are packages that venv lacks: importing them fails until
+``ensure_installed`` / ``ONNXHelper.install_onnxruntime`` /
+``TorchHelper.ensure_torch`` "installs" them (the session remembers it, as a
+venv does); ``"install_fails": [...]`` makes those installs fail.
+``"raw_keyword_sentinels": true`` hands absent FITS keywords over as Siril's C
+code stores them (INT_MAX, -INT_MAX, -999) instead of sirilpy 1.0.25's None.
+``"tz"``-independent: ``FKeywords.date_obs`` is local time, as in sirilpy.
 
 Effects are recorded as JSON lines in the same directory: ``log.jsonl``
 (``log``/``print`` of the module), ``progress.jsonl``, ``messages.jsonl``
@@ -39,7 +51,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Optional
@@ -131,6 +143,8 @@ class SequenceType(IntEnum):
 
 @dataclass
 class FKeywords:
+    """The fields the project reads. Absent keywords: see :func:`_keywords` (None in 1.0.25)."""
+
     filter: str = ""
     object: str = ""
     instrume: str = ""
@@ -140,16 +154,22 @@ class FKeywords:
     date_obs: Optional[datetime] = None
     binning_x: int = 1
     binning_y: int = 1
-    bayer_xoffset: int = 0
-    bayer_yoffset: int = 0
-    exposure: float = 0.0
-    ccd_temp: Optional[float] = None
-    set_temp: Optional[float] = None
-    livetime: float = 0.0
-    stackcnt: int = 0
-    cvf: float = 0.0
-    gain: int = 0
-    offset: int = 0
+    bayer_xoffset: Optional[int] = 0
+    bayer_yoffset: Optional[int] = 0
+    exposure: Optional[float] = 0.0
+    ccd_temp: Optional[float] = 0.0
+    set_temp: Optional[float] = 0.0
+    livetime: Optional[float] = 0.0
+    stackcnt: Optional[int] = 0
+    cvf: Optional[float] = 0.0
+    gain: Optional[int] = 0
+    offset: Optional[int] = 0
+
+
+#: Siril's C defaults for a keyword absent from the header (``sirilpy.enums._Defaults``).
+DEFAULT_DOUBLE_VALUE = -999.0
+DEFAULT_INT_VALUE = -2147483647
+DEFAULT_UINT_VALUE = 2147483647
 
 
 @dataclass
@@ -214,6 +234,7 @@ class Sequence:
     beg: int = 1
     end: int = 0
     type: SequenceType = SequenceType.SEQ_REGULAR
+    fz: bool = False
     imgparam: list = field(default_factory=list)
     regparam: list = field(default_factory=list)
 
@@ -235,6 +256,69 @@ def _state() -> dict:
 
 def _save_state(state: dict) -> None:
     (_state_dir() / "session.json").write_text(json.dumps(state, indent=2))
+
+
+def _state_or_empty() -> dict:
+    try:
+        return _state()
+    except (SirilError, OSError, ValueError):
+        return {}
+
+
+# --------------------------------------------------------------------------
+# Siril's venv: packages it lacks until a script installs them
+
+
+#: pip name -> import name, where they differ
+_IMPORT_NAMES = {"scikit-image": "skimage", "onnxruntime-gpu": "onnxruntime",
+                 "onnxruntime-directml": "onnxruntime", "onnxruntime-openvino": "onnxruntime"}
+
+
+class _MissingFinder:
+    """Makes the session's ``missing`` packages unimportable, as in a venv that lacks them."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        top = fullname.split(".")[0]
+        if top in _missing_now():
+            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+        return None
+
+
+_missing_cache: tuple[Any, set[str]] = (None, set())
+
+
+def _missing_now() -> set[str]:
+    """The session's missing packages (cached while session.json is unchanged: imports are many)."""
+    global _missing_cache
+    try:
+        st = (_state_dir() / "session.json").stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except (SirilError, OSError):
+        return set()
+    if key != _missing_cache[0]:
+        _missing_cache = (key, set(_state_or_empty().get("missing") or []))
+    return _missing_cache[1]
+
+
+def _pretend_install(pip_name: str) -> bool:
+    """Install ``pip_name`` into the stand-in venv: False when the session says it fails."""
+    module = _IMPORT_NAMES.get(pip_name, pip_name).replace("-", "_")
+    state = _state_or_empty()
+    if not state:
+        return importlib.util.find_spec(module) is not None
+    if module in (state.get("install_fails") or []):
+        _record("install", package=pip_name, ok=False)
+        return False
+    if module in (state.get("missing") or []):
+        state["missing"] = [m for m in state["missing"] if m != module]
+        _save_state(state)
+        importlib.invalidate_caches()
+        _record("install", package=pip_name, ok=True)
+    return True
+
+
+if not any(type(f).__name__ == "_MissingFinder" for f in sys.meta_path):
+    sys.meta_path.insert(0, _MissingFinder())
 
 
 def _record(kind: str, **data: Any) -> None:
@@ -294,14 +378,29 @@ def _check_pixel_array(image_data: Any) -> np.ndarray:
 
 
 def _keywords(header: Any) -> FKeywords:
-    def num(*keys: str, default: Any = 0.0) -> Any:
+    """FKeywords as sirilpy 1.0.25 builds them from what Siril sends.
+
+    Siril's C code stores an absent keyword as a sentinel (INT_MAX for
+    unsigned integers, -INT_MAX for signed ones, -999 for floating point; the
+    Bayer offsets only when the file has a ``BAYERPAT``), and
+    ``FKeywords.deserialize`` turns those into None (measured in Siril 1.4.4).
+    With the session's ``raw_keyword_sentinels`` the sentinels come through as
+    they are. ``date_obs`` is ``datetime.fromtimestamp()`` of whole UTC
+    seconds: a naive datetime in the computer's local time.
+    """
+    raw = bool(_state_or_empty().get("raw_keyword_sentinels"))
+
+    def absent(sentinel: Any) -> Any:
+        return sentinel if raw else None
+
+    def num(*keys: str, sentinel: Any = DEFAULT_DOUBLE_VALUE, cast: Any = float) -> Any:
         for k in keys:
             if k in header:
                 try:
-                    return float(header[k])
+                    return cast(float(header[k]))
                 except (TypeError, ValueError):
                     pass
-        return default
+        return absent(sentinel)
 
     def text(key: str) -> str:
         value = header.get(key, "")
@@ -310,9 +409,13 @@ def _keywords(header: Any) -> FKeywords:
     date_obs = None
     if "DATE-OBS" in header:
         try:
-            date_obs = datetime.fromisoformat(str(header["DATE-OBS"]))
+            utc = datetime.fromisoformat(str(header["DATE-OBS"]).strip()).replace(tzinfo=timezone.utc)
+            date_obs = datetime.fromtimestamp(int(utc.timestamp()))
         except ValueError:
             date_obs = None
+    has_cfa = bool(text("BAYERPAT"))
+    binning = num("XBINNING", sentinel=DEFAULT_UINT_VALUE, cast=int)
+    ybinning = num("YBINNING", sentinel=DEFAULT_UINT_VALUE, cast=int)
     return FKeywords(
         filter=text("FILTER"),
         object=text("OBJECT"),
@@ -321,18 +424,19 @@ def _keywords(header: Any) -> FKeywords:
         bayer_pattern=text("BAYERPAT"),
         row_order=text("ROWORDER"),
         date_obs=date_obs,
-        binning_x=int(num("XBINNING", default=1)),
-        binning_y=int(num("YBINNING", default=1)),
-        bayer_xoffset=int(num("XBAYROFF", default=0)),
-        bayer_yoffset=int(num("YBAYROFF", default=0)),
+        # sirilpy: ``values[26] if values[26] and values[26] > 1 else 1``, after None-ing sentinels
+        binning_x=binning if binning and binning > 1 else 1,
+        binning_y=ybinning if ybinning and ybinning > 1 else 1,
+        bayer_xoffset=num("XBAYROFF", sentinel=DEFAULT_INT_VALUE, cast=int) if has_cfa else 0,
+        bayer_yoffset=num("YBAYROFF", sentinel=DEFAULT_INT_VALUE, cast=int) if has_cfa else 0,
         exposure=num("EXPTIME", "EXPOSURE"),
-        ccd_temp=num("CCD-TEMP", "CCD_TEMP", default=None),
-        set_temp=num("SET-TEMP", "SET_TEMP", default=None),
+        ccd_temp=num("CCD-TEMP", "CCD_TEMP"),
+        set_temp=num("SET-TEMP", "SET_TEMP"),
         livetime=num("LIVETIME"),
-        stackcnt=int(num("STACKCNT", default=0)),
+        stackcnt=num("STACKCNT", sentinel=DEFAULT_UINT_VALUE, cast=int),
         cvf=num("CVF", "EGAIN"),
-        gain=int(num("GAIN", default=0)),
-        offset=int(num("OFFSET", default=0)),
+        gain=num("GAIN", sentinel=DEFAULT_UINT_VALUE, cast=int),
+        offset=num("OFFSET", sentinel=DEFAULT_UINT_VALUE, cast=int),
     )
 
 
@@ -366,53 +470,121 @@ def check_module_version(requires: str | None = None) -> bool:
             ">": have > want, "<": have < want}[op]
 
 
-def ensure_installed(*packages: str, version_constraints: Any = None) -> bool:
-    """Records the request; True when every package is importable (nothing is installed)."""
-    ok = True
+def ensure_installed(*packages: Any, version_constraints: Any = None, reinstall: bool = False) -> bool:
+    """pip-installs what is missing (into the stand-in venv); SirilError when pip fails."""
+    if packages and isinstance(packages[0], list):
+        packages = tuple(packages[0])
     for package in packages:
-        module = {"PyQt6": "PyQt6", "onnxruntime-gpu": "onnxruntime"}.get(package, package)
-        found = importlib.util.find_spec(module.replace("-", "_")) is not None
-        _record("ensure_installed", package=package, found=found)
-        ok = ok and found
-    if not ok:
-        raise SirilError(f"Failed to install {', '.join(packages)} (stand-in installs nothing)")
-    return ok
+        module = _IMPORT_NAMES.get(package, package).replace("-", "_")
+        found = module not in _missing_now() and importlib.util.find_spec(module) is not None
+        if _state_or_empty():
+            _record("ensure_installed", package=package, found=found)
+        if found:
+            print(f"{package} is installed")
+            continue
+        print(f"Installing {package}. This may take a few seconds...")
+        print(f"Collecting {package}\n  Downloading {package}-1.0-py3-none-any.whl\nSuccessfully installed {package}-1.0")
+        if not _pretend_install(package):
+            print(f"Error processing {package}: pip failed")
+            raise SirilError(f"Failed to install or verify package {package}")
+    return True
 
 
 class ONNXHelper:
-    """Chooses and installs the onnxruntime build; the stand-in installs nothing."""
+    """Chooses and installs the onnxruntime build, as sirilpy 1.0.25 does (and prints)."""
 
-    def is_onnxruntime_installed(self) -> bool:
-        return importlib.util.find_spec("onnxruntime") is not None
+    def __init__(self) -> None:
+        ensure_installed("platformdirs")
+        ensure_installed("onnx")
+        self.providers = None
 
-    def install_onnxruntime(self) -> bool:
-        _record("install_onnxruntime")
-        return self.is_onnxruntime_installed()
+    def is_onnxruntime_installed(self) -> tuple[bool, Optional[str]]:
+        """``(installed, package_name)``: a tuple, so always truthy (as in sirilpy)."""
+        try:
+            import onnxruntime
+        except ImportError:
+            return False, None
+        print(f"Detected ONNX Runtime with providers: {onnxruntime.get_available_providers()}")
+        return True, "onnxruntime"
 
-    def get_execution_providers_ordered(self, ai_gpu_acceleration: bool = True) -> list:
-        import onnxruntime as ort
+    def install_onnxruntime(self, force: bool = False) -> bool:
+        installed, name = self.is_onnxruntime_installed()
+        if installed and not force:
+            print(f"ONNX Runtime is already installed: {name}")
+            return True
+        if _state_or_empty():
+            _record("install_onnxruntime")
+        if not _pretend_install("onnxruntime"):
+            print("Failed to install onnxruntime: pip failed")
+            return False
+        return True
 
-        available = ort.get_available_providers()
-        order = ["CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider"]
-        providers = [p for p in order if ai_gpu_acceleration and p in available]
-        return providers + ["CPUExecutionProvider"]
+    def ensure_onnxruntime(self) -> bool:
+        # As in sirilpy: the tuple is truthy, so this never installs anything.
+        if not self.is_onnxruntime_installed():
+            return self.install_onnxruntime()
+        return True
+
+    def test_onnxruntime(self, ort: Any = None) -> list:
+        """sirilpy's provider self-test: ~20 lines printed, then the providers that ran."""
+        if ort is None:
+            import onnxruntime as ort
+        print("=== ONNX Execution Provider Tester ===")
+        print("Creating ONNX model...")
+        print("Model saved to temporary file: /tmp/tmpstandin.onnx")
+        print("\nRunning reference on CPU...")
+        print("OK: CPU output computed.")
+        available = list(ort.get_available_providers())
+        if "AzureExecutionProvider" not in available:  # the pip CPU build lists it first
+            available.insert(0, "AzureExecutionProvider")
+        print("\nAvailable execution providers:")
+        for p in available:
+            print(f"  - {p}")
+        print("\nTesting each provider without fallback...")
+        for p in available:
+            print(f"\nTesting {p}...")
+            print(f"OK: {p} ran successfully")
+        print("\n=== Summary ===")
+        print(f"\u2192 Best available provider: {available[0]}")
+        if _state_or_empty():
+            _record("provider_self_test")
+        self.providers = available
+        return available
+
+    def get_execution_providers_ordered(self, ai_gpu_acceleration: bool = True,
+                                        force_check: bool = False) -> list:
+        """As sirilpy 1.0.25: the cache never loads, so the self-test reruns on every call."""
+        if ai_gpu_acceleration is False:
+            return ["CPUExecutionProvider"]
+        if self.providers is not None:
+            return self.providers
+        import onnxruntime
+
+        return self.test_onnxruntime(onnxruntime)
 
 
 class TorchHelper:
-    """Installs a torch build matching the GPU; the stand-in installs nothing."""
+    """Installs a torch build matching the GPU (into the stand-in venv)."""
 
     def is_torch_installed(self) -> bool:
-        return importlib.util.find_spec("torch") is not None
+        return "torch" not in _missing_now() and importlib.util.find_spec("torch") is not None
 
     def ensure_torch(self, cuda_version: str | None = None) -> bool:
-        _record("ensure_torch", found=self.is_torch_installed())
-        return self.is_torch_installed()
+        if _state_or_empty():
+            _record("ensure_torch", found=self.is_torch_installed())
+        if self.is_torch_installed():
+            print("Torch is already installed")
+            return True
+        print("Installing PyTorch with backend: cpu")
+        return _pretend_install("torch")
 
     def get_torch_device(self, use_gpu: bool = True) -> Any:
         import torch
 
         if use_gpu and torch.cuda.is_available():
+            print("Using CUDA (NVidia / AMD)")
             return torch.device("cuda")
+        print("No GPU acceleration available, falling back to CPU use" if use_gpu else "Using CPU")
         return torch.device("cpu")
 
 
@@ -424,6 +596,12 @@ class SirilInterface:
     """What a script talks to. Call :meth:`connect` first."""
 
     def __init__(self) -> None:
+        # As in sirilpy: outside Siril the constructor itself raises.
+        if os.name == "nt":
+            if not os.environ.get("MY_PIPE"):
+                raise SirilConnectionError("Environment variable MY_PIPE not set")
+        elif not os.environ.get("MY_SOCKET"):
+            raise SirilConnectionError("Environment variable MY_SOCKET not set")
         self.connected = False
         self._locked = False
         self._failed_pixel_read = False
@@ -452,7 +630,8 @@ class SirilInterface:
         return _state()
 
     def is_cli(self) -> bool:
-        return os.environ.get("SIRIL_PYTHON_CLI") == "1"
+        # sirilpy: SIRIL_PYTHON_CLI is set for every `pyscript`, typed in the GUI too
+        return os.environ.get("SIRIL_PYTHON_CLI") is not None
 
     # -- feedback -------------------------------------------------------
 
@@ -517,10 +696,17 @@ class SirilInterface:
                 raise CommandError(f"Command 'requires' failed: Siril {args[1]} required")
             return
         if name == "load_seq":
-            if self.is_cli():
+            if not state.get("gui"):
                 raise CommandError("Command 'load_seq' failed: not scriptable")
-            if not (Path(state["wd"]) / f"{args[1]}.seq").is_file():
+            path = Path(state["wd"]) / f"{args[1]}.seq"
+            if not path.is_file():
                 raise CommandError(f"Command 'load_seq' failed: no sequence {args[1]}")
+            frames = [{"filenum": int(w[1]), "incl": w[2] != "0"}
+                      for w in (line.split() for line in path.read_text().splitlines())
+                      if len(w) >= 3 and w[0] == "I"]
+            state["sequence"] = {"seqname": args[1], "type": 0, "reference_image": 0,
+                                 "frames": frames, "registration": None}
+            _save_state(state)
             return
         raise CommandError(f"Command '{name}' is not simulated by the stand-in")
 
@@ -617,15 +803,22 @@ class SirilInterface:
         return state, seq
 
     def get_seq(self) -> Sequence:
+        """Like sirilpy: one request for the header, then one per frame (imgparam), per frame
+        and layer (regparam, stats) and per layer (distortion): 2 + N(1 + 2L) + L socket calls,
+        recorded as ``get_seq`` with ``socket_calls``."""
         state, seq = self._seq_state()
         frames = seq["frames"]
         reg = seq.get("registration")
-        regparam = [[None] * len(frames)]
-        if reg:
-            regparam = [[None if h is None else RegData(H=Homography(*[float(v) for v in h]))
-                         for h in reg]]
         first = self._frame_path(state, seq, 0)
         data, header = _read_fits(first) if first.is_file() else (np.zeros((1, 1)), {})
+        layers = 1 if data.ndim == 2 else data.shape[0]
+        _record("get_seq", socket_calls=2 + len(frames) * (1 + 2 * layers) + layers)
+        # H in Siril's own coordinates (rows counted from the bottom), all zeros for a frame
+        # whose registration failed; None where the frame has no registration data
+        regparam = [[None] * len(frames) for _ in range(layers)]
+        if reg:
+            regparam[0] = [None if h is None else RegData(H=Homography(*[float(v) for v in h]))
+                           for h in reg]
         imgparam = [ImgData(filenum=f["filenum"], incl=bool(f["incl"])) for f in frames]
         if imgparam:
             imgparam[0].rx, imgparam[0].ry = data.shape[-1], data.shape[-2]
@@ -638,14 +831,18 @@ class SirilInterface:
             reference_image=seq.get("reference_image", 0),
             beg=frames[0]["filenum"] if frames else 0,
             end=frames[-1]["filenum"] if frames else 0,
+            fixed=int(seq.get("fixed", 5)), fz=bool(seq.get("fz", False)),
             type=SequenceType(seq.get("type", 0)),
             imgparam=imgparam, regparam=regparam,
         )
 
     def _frame_path(self, state: dict, seq: dict, index: int, prefix: str = "") -> Path:
+        """``<prefix><seqname><filenum padded to the sequence's digits><ext>``; a compressed
+        sequence's frames are read from plain files here, but written with ``.fz`` as Siril does."""
         ext = state.get("extension", ".fit")
         filenum = seq["frames"][index]["filenum"]
-        return Path(state["wd"]) / f"{prefix}{seq['seqname']}{filenum:05d}{ext}"
+        fz = ".fz" if prefix and seq.get("fz") else ""
+        return Path(state["wd"]) / f"{prefix}{seq['seqname']}{filenum:0{int(seq.get('fixed', 5))}d}{ext}{fz}"
 
     def _check_index(self, seq: dict, index: int, what: str) -> None:
         if not 0 <= index < len(seq["frames"]):
@@ -655,15 +852,18 @@ class SirilInterface:
     def get_seq_frame_pixeldata(self, frame: int, shape: Any = None, preview: bool = False) -> np.ndarray:
         state, seq = self._seq_state()
         self._check_index(seq, frame, "get_seq_frame_pixeldata")
-        if seq.get("type", 0) != 0:
-            raise SirilError("The stand-in only reads frames of regular sequences")
-        data, _ = _read_fits(self._frame_path(state, seq, frame))
+        if seq.get("type", 0) not in (0, 1):
+            raise SirilError("The stand-in only reads frames of regular and SER sequences")
+        data, _ = _read_fits(self._frame_path(state, seq, frame))  # SER: its frames kept as FITS
         return data
 
     def get_seq_frame(self, frame: int, with_pixels: bool = True, preview: bool = False) -> FFit:
         state, seq = self._seq_state()
         self._check_index(seq, frame, "get_seq_frame")
-        return _ffit(self._frame_path(state, seq, frame), with_pixels)
+        ffit = _ffit(self._frame_path(state, seq, frame), with_pixels)
+        if seq.get("type", 0) == 1:  # a SER frame has no FITS header: no keywords
+            ffit.keywords, ffit.header = _keywords({}), None
+        return ffit
 
     def get_seq_frame_filename(self, frame: int) -> str:
         state, seq = self._seq_state()
@@ -674,6 +874,11 @@ class SirilInterface:
     def get_seq_frame_header(self, frame: int, return_as: str = "str") -> Any:
         state, seq = self._seq_state()
         self._check_index(seq, frame, "get_seq_frame_header")
+        if seq.get("type", 0) == 1:
+            # sirilpy 1.0.25: Siril answers "no header" and the cleanup code reads an unset
+            # local variable, so a frame without a FITS header raises this
+            raise UnboundLocalError("cannot access local variable 'shm' where it is not associated "
+                                    "with a value")
         _, header = _read_fits(self._frame_path(state, seq, frame))
         if return_as == "dict":
             return {k: header[k] for k in header.keys() if k not in ("COMMENT", "HISTORY", "")}
@@ -708,9 +913,14 @@ class SirilInterface:
 
     def create_new_seq(self, seq_root: str) -> bool:
         state = self._need()
+        if state.get("sequence"):  # sirilpy refuses the loaded sequence's own name (get_seq())
+            if self.get_seq().seqname.rstrip("_") == seq_root.rstrip("_"):
+                _record("log", message="A sequence with the same name is already loaded in Siril, "
+                        "aborting", color=1)
+                return False
         ext = state.get("extension", ".fit")
         wd = Path(state["wd"])
-        pattern = re.compile(re.escape(seq_root) + r"(\d+)" + re.escape(ext) + "$")
+        pattern = re.compile(re.escape(seq_root) + r"(\d{5})" + re.escape(ext) + "$")  # 5 digits only
         nums = sorted(int(m.group(1)) for p in wd.iterdir() if (m := pattern.match(p.name)))
         if not nums:
             _record("log", message=f"No files matching {seq_root}*{ext} were found", color=1)
