@@ -334,6 +334,26 @@ def _denoise_output(inp: Path, out: str) -> Path:
     return path
 
 
+def _work_text(args: argparse.Namespace) -> str:
+    """``800 steps, seed 0`` / ``the method's 300 steps, seed 0, at most 60 s``."""
+    from .pipeline import default_steps
+
+    steps = args.steps or default_steps(args.method)
+    cap = "" if args.time_budget is None else f", at most {args.time_budget:g} s"
+    return f"{steps} steps, seed {args.seed}{cap}"
+
+
+def _say_training_notes(con: _Console, metadata: dict) -> None:
+    """Print the training's plain-language warnings (cut short, little gain) and its throughput."""
+    tr = metadata.get("training", {}) if metadata else {}
+    if tr.get("steps_per_s"):
+        con.info(f"Training: {tr.get('steps')} steps, {tr['steps_per_s']:.2f} steps/s, "
+                 f"{tr.get('pixels_per_s', 0) / 1e6:.2g} Mpx/s, {tr.get('mfu', 0):.0%} of this machine's "
+                 f"matmul rate on {tr.get('threads')} thread(s)")
+    for note in tr.get("notes", []):
+        con.summary(f"warning: {note}")
+
+
 def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
     """Train a zero-shot denoiser on one image and write the denoised image."""
     from .io import check_output_name, read_image, write_image
@@ -361,15 +381,16 @@ def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
         model_path = Path(args.save_model).expanduser() if args.save_model else None
         if model_path is None and args.save_to_library is not None:
             model_path = Path(tmp) / "model.onnx"
-        budget = "no time limit" if args.time_budget is None else f"{args.time_budget:g} s"
-        con.info(f"Training {args.method} on {inp.name} ({budget}, {'CPU' if args.cpu else 'GPU if available'})...")
+        con.info(f"Training {args.method} on {inp.name} ({_work_text(args)}, "
+                 f"{'CPU' if args.cpu else 'GPU if available'})...")
         with _CtrlC() as cancel, _Bar("denoise", not con.quiet) as bar:
             result = denoise_image(
                 loaded.data, method=args.method, cfa_pattern=cfa, strength=args.strength,
                 time_budget=args.time_budget, use_gpu=not args.cpu, tile=args.tile, overlap=args.overlap,
                 protect=not args.no_protect, meta=loaded.meta, save_model=model_path,
-                progress=bar, should_cancel=cancel,
+                progress=bar, should_cancel=cancel, max_steps=args.steps, seed=args.seed, threads=args.threads,
             )
+        _say_training_notes(con, result.model_metadata)
         write_image(out, result.data, like=loaded, history=_history(args.method, args.strength),
                     overwrite=args.overwrite)
         con.info(result.report.as_text())
@@ -435,18 +456,19 @@ def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> 
         frames = _read_frames(paths, con, cancel)
         first = frames[0]
         cfa = _resolve_cfa(args.cfa, first)
-        budget = "no time limit" if args.time_budget is None else f"{args.time_budget:g} s"
         con.info(f"Training {args.method} ({args.net or DEFAULT_NET[args.method]}) on {len(frames)} frame(s) of "
-                 f"{'x'.join(map(str, first.data.shape))}{', Bayer ' + cfa if cfa else ''} ({budget}); "
+                 f"{'x'.join(map(str, first.data.shape))}{', Bayer ' + cfa if cfa else ''} ({_work_text(args)}); "
                  "Ctrl-C cancels.")
         with _Bar("training", not con.quiet) as bar:
             trained = train_on_frames(
                 [f.data for f in frames], cfa_pattern=cfa, method=args.method, net=args.net,
                 time_budget=args.time_budget, use_gpu=not args.cpu, meta=first.meta,
                 progress=bar, should_cancel=cancel, out_dir=args.out,
+                max_steps=args.steps, seed=args.seed, threads=args.threads,
             )
     del frames
     con.summary(trained.summary)
+    _say_training_notes(con, trained.metadata)
     entry = None
     if lib is not None:
         entry = lib.add(trained.onnx_path, name=args.name, meta=first.meta)
@@ -619,7 +641,7 @@ def cmd_demo(args: argparse.Namespace, con: _Console) -> int:
     noisy, truth, stars = demo_frame(args.size)
     con.summary(f"Demo: a synthetic faint mono sub, {args.size}×{args.size} uint16, background SNR ≈ 2, "
                 f"{len(stars)} stars, noise-free truth known.")
-    con.info(f"Training {args.method} on the image itself ({args.time_budget:g} s, "
+    con.info(f"Training {args.method} on the image itself ({_work_text(args)}, "
              f"{'CPU' if args.cpu else 'GPU if available'})...")
     with tempfile.TemporaryDirectory(prefix="siril-denoise-demo-") as tmp:
         model_path = (out_dir / "demo_model.onnx") if out_dir else Path(tmp) / "model.onnx"
@@ -628,7 +650,9 @@ def cmd_demo(args: argparse.Namespace, con: _Console) -> int:
         with _CtrlC() as cancel, _Bar("demo", not con.quiet) as bar:
             result = denoise_image(noisy, method=args.method, time_budget=args.time_budget,
                                    use_gpu=not args.cpu, tile=args.tile, save_model=model_path,
-                                   progress=bar, should_cancel=cancel)
+                                   progress=bar, should_cancel=cancel, max_steps=args.steps, seed=args.seed,
+                                   threads=args.threads)
+        _say_training_notes(con, result.model_metadata)
         den = OnnxDenoiser(model_path, use_gpu=not args.cpu)
         side = max(den.multiple, (args.tile // den.multiple) * den.multiple)
         mps = measure_throughput(den, (1, den.channels, side, side), repeats=3)
@@ -735,14 +759,27 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the inputs)")
 
 
-def _add_training(p: argparse.ArgumentParser, default_budget: float | None) -> None:
+def _add_steps(p: argparse.ArgumentParser) -> None:
+    """--steps, --time-limit, --seed, --threads: work counted in steps, time only as an optional cap."""
+    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                   help="training steps (default: the method's: n2n 800, nb2nb 1000, zsn2n 300); the same "
+                        "steps give the same model however busy the machine is")
+    p.add_argument("--time-limit", "--time-budget", dest="time_budget", type=_positive_float, default=None,
+                   metavar="SEC", help="optional cap on training seconds (default: none); a model it stops "
+                                       "early is flagged as cut short")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the initial weights and the training crops (default 0): same input, same output")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="torch threads for training (default: half the CPUs, fixed whatever the load)")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("n2n", "nb2nb", "zsn2n"), default="n2n",
                    help="n2n: Noise2Noise across frames (needs >= 2 frames); nb2nb: Neighbor2Neighbor; "
                         "zsn2n: Zero-Shot Noise2Noise (default n2n)")
     p.add_argument("--net", choices=("unet", "dncnn", "zsn2n"), default=None,
                    help="network (default: the method's: unet for n2n/nb2nb, zsn2n for zsn2n)")
-    p.add_argument("--time-budget", type=_positive_float, default=default_budget, metavar="SEC",
-                   help="training time limit in seconds (default %(default)s)")
+    _add_steps(p)
     p.add_argument("--name", default=None, help="name in the library (default: camera_gain_exposure_method_date)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="folder for model.onnx and the validation curve (default: a new temporary folder)")
@@ -776,15 +813,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("denoise", "denoise one image with a zero-shot method trained on the image itself",
             "  siril-denoise denoise light_001.fits -o light_001_dn.fits\n"
-            "  siril-denoise denoise m94.xisf -o out/ --method nb2nb --time-budget 120\n"
+            "  siril-denoise denoise m94.xisf -o out/ --method nb2nb --steps 2000\n"
             "  siril-denoise denoise raw.fit -o out/ --save-to-library seestar_zs --strength 0.8\n")
     p.add_argument("input", metavar="IN", help="FITS or XISF image")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file, or a folder (then <stem>_dn<ext> inside it)")
     p.add_argument("--method", choices=("zsn2n", "nb2nb"), default="zsn2n",
                    help="zsn2n: Zero-Shot Noise2Noise (fast, default); nb2nb: Neighbor2Neighbor (U-Net, slower)")
-    p.add_argument("--time-budget", type=_positive_float, default=60.0, metavar="SEC",
-                   help="training time limit in seconds (default %(default)s)")
+    _add_steps(p)
     p.add_argument("--save-model", metavar="M.onnx", default=None, help="also keep the trained model here")
     p.add_argument("--save-to-library", nargs="?", const=True, default=None, metavar="NAME",
                    help="add the trained model to the library (optionally under NAME; put IN before this option)")
@@ -796,10 +832,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", "learn a denoiser from the frames of one session and save it in the library",
             "  siril-denoise train --input \"lights/*.fits\"\n"
-            "  siril-denoise train lights/L_*.fit --method n2n --net unet --time-budget 900 --name asi2600_g100\n"
+            "  siril-denoise train lights/L_*.fit --method n2n --net unet --steps 2000 --name asi2600_g100\n"
             "  siril-denoise train --input \"raw/*.fit\" --cfa auto --library ~/models --out run1/\n")
     _add_inputs(p)
-    _add_training(p, 600.0)
+    _add_training(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --save-model file")
     _add_cfa(p)
     _add_cpu(p)
@@ -831,7 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames to denoise")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--prefix", default="dn_", help="output file name prefix (default dn_)")
-    _add_training(p, 600.0)
+    _add_training(p)
     _add_inference(p)
     _add_cfa(p)
     _add_cpu(p)
@@ -861,11 +897,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "denoise a synthetic faint sub (no data needed) and score it against the truth",
             "  siril-denoise demo\n"
-            "  siril-denoise demo --size 512 --time-budget 60 --out demo/\n")
+            "  siril-denoise demo --size 512 --steps 600 --out demo/\n")
     p.add_argument("--size", type=_positive_int, default=256, metavar="N", help="image side in pixels (default 256)")
     p.add_argument("--method", choices=("zsn2n", "nb2nb"), default="zsn2n", help="zero-shot method (default zsn2n)")
-    p.add_argument("--time-budget", type=_positive_float, default=30.0, metavar="SEC",
-                   help="training time limit in seconds (default %(default)s)")
+    _add_steps(p)
     p.add_argument("--tile", type=_positive_int, default=256, metavar="N",
                    help="inference tile side, also used to measure throughput (default 256)")
     p.add_argument("--out", metavar="DIR", default=None,

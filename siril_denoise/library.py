@@ -128,6 +128,29 @@ class LibraryEntry:
         """When the model was trained (or added, when the export did not say)."""
         return _parse_date(self.info.get("trained") or self.info.get("added"))
 
+    @property
+    def flags(self) -> list[str]:
+        """What training flagged about this model: ``cut_short``, ``little_gain``, ``diverged`` (empty when none)."""
+        training = self.info.get("training") or {}
+        flags = training.get("flags") if isinstance(training, Mapping) else None
+        return [str(f) for f in flags] if isinstance(flags, list) else []
+
+    @property
+    def flag_text(self) -> str:
+        """A short warning for lists and the Siril dialog ('' for a model trained as planned)."""
+        training = self.info.get("training") or {}
+        words = []
+        for flag in self.flags:
+            if flag == "cut_short":
+                words.append(f"cut short at {training.get('steps', '?')} of {training.get('max_steps', '?')} steps")
+            elif flag == "little_gain":
+                gain = training.get("gain")
+                words.append("removes little noise" + (f" ({100 * gain:.0f} % held-out gain)"
+                                                       if isinstance(gain, (int, float)) else ""))
+            else:
+                words.append(flag.replace("_", " "))
+        return ("WARNING: " + ", ".join(words)) if words else ""
+
     def summary(self) -> str:
         """One line for ``siril-denoise models list``."""
         cam = self.camera
@@ -153,6 +176,8 @@ class LibraryEntry:
             parts.append(f"stack of {count}" if count else "stack")
         if date is not None:
             parts.append(date.strftime("%Y-%m-%d %H:%M"))
+        if self.flag_text:
+            parts.append(self.flag_text)
         return "  ".join(parts)
 
     def describe(self) -> str:
@@ -169,6 +194,9 @@ class LibraryEntry:
         ]
         if info.get("siril_denoise_version"):
             lines.append(f"  version:       siril-denoise {info['siril_denoise_version']}")
+        training = info.get("training") or {}
+        for note in (training.get("notes") or []) if isinstance(training, Mapping) else []:
+            lines.append(f"  WARNING:       {note}")
         cam = {k: v for k, v in self.camera.items() if v is not None}
         lines.append("  camera:" if cam else "  camera:        unknown (no acquisition metadata)")
         for key, value in cam.items():

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["NETWORKS", "build_network", "ZSN2NNet", "DnCNN", "UNet"]
+__all__ = ["NETWORKS", "build_network", "forward_flops_per_pixel", "ZSN2NNet", "DnCNN", "UNet"]
 
 
 class ZSN2NNet(nn.Module):
@@ -111,3 +111,30 @@ def build_network(name: str, channels: int, **kwargs) -> nn.Module:
     except KeyError:
         raise ValueError(f"Unknown network {name!r}; choose one of {', '.join(NETWORKS)}") from None
     return factory(channels, **kwargs)
+
+
+def forward_flops_per_pixel(net: nn.Module, channels: int, size: int = 64) -> float:
+    """Multiply-adds × 2 of the convolutions of one forward pass, per input pixel.
+
+    Counted on a ``size``×``size`` input (a multiple of ``net.multiple``) by
+    hooks on every ``Conv2d``; activations, pooling and upsampling are left
+    out (a few per cent). A training step costs about 3× this per pixel
+    (forward, and the backward pass's two products).
+    """
+    m = getattr(net, "multiple", 1)
+    size = max(m, size // m * m)
+    total = [0]
+
+    def hook(mod: nn.Conv2d, inp, out) -> None:
+        kh, kw = mod.kernel_size
+        total[0] += out.numel() * (mod.in_channels // mod.groups) * kh * kw
+
+    handles = [mod.register_forward_hook(hook) for mod in net.modules() if isinstance(mod, nn.Conv2d)]
+    try:
+        p = next(net.parameters())
+        with torch.no_grad():
+            net(torch.zeros(1, channels, size, size, dtype=p.dtype, device=p.device))
+    finally:
+        for h in handles:
+            h.remove()
+    return 2.0 * total[0] / (size * size)

@@ -71,6 +71,9 @@ class TrainedModel:
         metadata: what is stored in the model (method, net, normalisation...).
         summary: a few lines for the log: validation scores, time, stop reason.
         history_csv, plot_png: the validation curve (PNG None without matplotlib).
+        warnings: plain-language notes when training was cut short by the
+            time limit or the model barely beats the untouched input (also
+            in ``metadata["training"]["notes"]``, flags in ``["flags"]``).
     """
 
     onnx_path: Path
@@ -78,6 +81,7 @@ class TrainedModel:
     summary: str
     history_csv: Path | None = None
     plot_png: Path | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _sub(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -121,23 +125,68 @@ def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto")
     return nm, Normaliser.fit(frames, nm, transform)
 
 
-def _train_config(method: str, time_budget: float | None, seed: int, device: str, max_steps: int | None):
+#: Default training recipe of each method (see docs/benchmark.md, "Recipe sweep"): work counted in
+#: steps, so a run gives the same model on a busy machine as on a quiet one.
+RECIPES = {
+    "zsn2n": dict(max_steps=300, batch=8, crop=128, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
+    "nb2nb": dict(max_steps=1000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20, val_batches=8),
+    "n2n": dict(max_steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=16),
+}
+
+
+def default_steps(method: str) -> int:
+    """The default number of training steps of ``method``."""
+    return int(RECIPES[method]["max_steps"])
+
+
+def _train_config(method: str, time_budget: float | None, seed: int, device: str, max_steps: int | None,
+                  threads: int | None = None):
     from .training import TrainConfig
 
     # Validation losses are noisy (the targets are noisy): many held-out
     # batches, so that "best" is not decided by the luck of a few crops.
-    if method == "zsn2n":
-        cfg = TrainConfig(max_steps=3000, batch=8, crop=128, lr=1e-3, eval_interval=50, patience=20, val_batches=8)
-    elif method == "nb2nb":
-        cfg = TrainConfig(max_steps=3000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20, val_batches=8)
-    else:
-        cfg = TrainConfig(max_steps=6000, batch=8, crop=96, lr=5e-4, eval_interval=100, patience=15, val_batches=16)
-    cfg.time_budget, cfg.seed, cfg.device = time_budget, seed, device
+    cfg = TrainConfig(**RECIPES[method])
+    cfg.time_budget, cfg.seed, cfg.device, cfg.threads = time_budget, seed, device, threads
     if max_steps:
         cfg.max_steps = int(max_steps)
         cfg.eval_interval = max(5, min(cfg.eval_interval, cfg.max_steps // 5))
         cfg.warmup_steps = min(cfg.warmup_steps, max(1, cfg.max_steps // 10))
     return cfg
+
+
+def _registration_eta(progress: Progress | None, network, channels: int, cfg, time_budget: float | None) -> Progress | None:
+    """Registration's progress on [0, 0.05], its messages with the time left for the whole run.
+
+    Training time is guessed before it starts, from the steps' convolution
+    FLOPs at half of the measured matmul rate (the share a step reaches on
+    a CPU, see docs/benchmark.md); training's own messages then measure it.
+    """
+    if progress is None:
+        return None
+    from .training import default_threads, matmul_rate, step_flops
+
+    threads = cfg.threads or default_threads()
+    guess = cfg.max_steps * step_flops(network, None, channels, cfg.crop, cfg.batch) / (0.5 * matmul_rate(threads) * 1e9)
+    if time_budget:
+        guess = min(guess, time_budget)
+    t0 = time.perf_counter()
+
+    def cb(f: float, msg: str) -> None:
+        f = min(max(f, 0.0), 1.0)
+        reg_left = (time.perf_counter() - t0) * (1 - f) / f if f > 0 else 0.0
+        from .training import _duration
+
+        progress(0.05 * f, f"{msg}; ~{_duration(reg_left + guess + 3.0)} left (registration, training, export)")
+
+    return cb
+
+
+def _after_training(network, channels: int, pixels: float) -> Callable[[float], float]:
+    """Seconds of export (~2 s) plus tiled inference over ``pixels``, from the GFLOP/s training reached."""
+    from .networks import forward_flops_per_pixel
+
+    per_px = forward_flops_per_pixel(network, channels)
+    return lambda gflops: 2.0 + 1.5 * pixels * per_px / max(gflops, 1e-3) / 1e9  # 1.5: tile overlap
 
 
 def _fit_crop(crop: int, shape: tuple[int, int], multiple: int, fraction: float = 1.0) -> int:
@@ -223,7 +272,7 @@ def denoise_image(
     net: str | None = None,
     cfa_pattern: str | None = None,
     strength: float = 1.0,
-    time_budget: float | None = 60.0,
+    time_budget: float | None = None,
     use_gpu: bool = True,
     providers: list | None = None,
     tile: int = 256,
@@ -235,6 +284,7 @@ def denoise_image(
     should_cancel: Cancel | None = None,
     seed: int = 0,
     max_steps: int | None = None,
+    threads: int | None = None,
 ) -> DenoiseResult:
     """Denoise one image with a zero-shot method trained on the image itself.
 
@@ -248,7 +298,8 @@ def denoise_image(
         net: network name (default: the method's, see ``DEFAULT_NET``).
         cfa_pattern: Bayer pattern of a raw mosaic ('RGGB'...), else None.
         strength: 0 = original, 1 = fully denoised, linear blend in data units.
-        time_budget: training time in seconds (None: until early stopping).
+        time_budget: optional cap on training seconds (None: none). A run it
+            stops is flagged as cut short; work is counted in ``max_steps``.
         use_gpu, providers: where training (torch) and inference (onnxruntime) run.
         tile: inference tile side in pixels (working resolution).
         overlap: pixels shared by neighbouring tiles (default: tile // 4, at least 32).
@@ -257,7 +308,11 @@ def denoise_image(
         meta: optional :class:`siril_denoise.io.ImageMeta` or dict (EGAIN,
             STACKCNT... recorded in the model).
         save_model: also keep the trained ``.onnx`` model at this path.
-        max_steps: cap on training steps (default: the method's), besides the time budget.
+        max_steps: training steps (default: the method's, :func:`default_steps`).
+        seed: seeds the network's initial weights and the crops: the same
+            input, seed, steps and ``threads`` give the same output.
+        threads: torch threads for training (default: half the CPUs, fixed
+            whatever the load; see :func:`siril_denoise.training.default_threads`).
         progress: ``progress(fraction, message)``; should_cancel: polled often.
 
     Returns:
@@ -278,11 +333,13 @@ def denoise_image(
     z = norm.forward(work)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
     net_name = net or DEFAULT_NET[method]
+    torch.manual_seed(seed)  # the initial weights
     network = build_network(net_name, work.shape[0])
     m = METHODS[method]([work], norm)
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps)
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads)
     cfg.crop = _fit_crop(cfg.crop, work.shape[1:], getattr(network, "multiple", 1))
-    result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel)
+    result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel,
+                   after=_after_training(network, work.shape[0], work.shape[1] * work.shape[2]))
     metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, result, meta, 1)
     network.to(torch.device("cpu"))
     with tempfile.TemporaryDirectory(prefix="siril-denoise-") as tmp:
@@ -300,7 +357,7 @@ def denoise_image(
         denoised, _ = restore_background_level(work, denoised)
     out, report = _finish(work, denoised, info, strength)
     return DenoiseResult(out, report, metadata, Path(save_model) if save_model else None, den.providers,
-                         list(report.warnings))
+                         list(result.notes) + list(report.warnings))
 
 
 def check_model_fits(metadata: dict, channels: int, cfa_pattern: str | None, source: str = "The model") -> None:
@@ -416,7 +473,7 @@ def train_on_frames(
     cfa_pattern: str | None = None,
     method: str = "n2n",
     net: str | None = None,
-    time_budget: float | None = 600.0,
+    time_budget: float | None = None,
     use_gpu: bool = True,
     meta=None,
     progress: Progress | None = None,
@@ -425,6 +482,7 @@ def train_on_frames(
     max_steps: int | None = None,
     out_dir: str | Path | None = None,
     validation_frame: int | None = None,
+    threads: int | None = None,
 ) -> TrainedModel:
     """Learn a denoiser from the frames of one session.
 
@@ -442,6 +500,7 @@ def train_on_frames(
             last one). Never used for training.
         out_dir: where the model and its validation curve go (default: a
             new temporary folder).
+        time_budget, max_steps, seed, threads: as in :func:`denoise_image`.
 
     Returns:
         :class:`TrainedModel`.
@@ -478,6 +537,7 @@ def train_on_frames(
     nm, norm = _noise_and_normaliser(works, info, meta)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
     net_name = net or DEFAULT_NET[method]
+    torch.manual_seed(seed)  # the initial weights
     network = build_network(net_name, works[0].shape[0])
     extra: dict = {}
     if method == "n2n":
@@ -491,7 +551,9 @@ def train_on_frames(
         else:
             from .pairs import register
 
-            homographies = register(works, progress=_sub(progress, 0.0, 0.05), should_cancel=should_cancel)
+            cfg0 = _train_config(method, time_budget, seed, "cpu", max_steps, threads)
+            homographies = register(works, progress=_registration_eta(progress, network, works[0].shape[0], cfg0, time_budget),
+                                    should_cancel=should_cancel)
         if n >= 3:
             val = n - 1 if validation_frame is None else int(validation_frame)
             train_idx = [k for k in range(n) if k != val]
@@ -505,9 +567,10 @@ def train_on_frames(
         extra = {"validation_frame": val, "pairs": tr.pair_stats()}
     else:
         m = METHODS[method](works, norm)
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps)
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads)
     cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), 0.75 if method == "n2n" else 1.0)
-    result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel)
+    result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel,
+                   after=lambda gflops: 3.0)  # export, parity check and the training curve
     metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, result, meta, len(works), extra)
     network.to(torch.device("cpu"))
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="siril-denoise-"))
@@ -521,8 +584,12 @@ def train_on_frames(
     summary = (
         f"{method} / {net_name} on {len(works)} frame(s), {norm.transform} normalisation: "
         f"{result.steps} steps in {result.seconds:.0f} s on {result.device} (stopped: {result.stopped}); "
-        f"best validation loss {result.best_val:.5g} at step {result.best_step}; ONNX parity {rep.max_rel_error:.1e}"
+        f"best validation loss {result.best_val:.5g} at step {result.best_step} "
+        f"({result.gain:.0%} below the untouched input's {result.val_input:.5g}); "
+        f"{result.steps_per_s:.2f} steps/s, {result.pixels_per_s / 1e6:.2g} Mpx/s, {result.mfu:.0%} of the matmul rate; "
+        f"ONNX parity {rep.max_rel_error:.1e}"
     )
     if progress:
         progress(1.0, "Training done")
-    return TrainedModel(onnx_path, metadata, summary, csv_path, png_path if png_path.exists() else None)
+    return TrainedModel(onnx_path, metadata, summary, csv_path, png_path if png_path.exists() else None,
+                        list(result.notes))

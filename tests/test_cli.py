@@ -69,7 +69,7 @@ def trained(tmp_path_factory):
     out.parent.mkdir()
     model = root / "zs.onnx"
     library = root / "library"
-    rc, stdout, stderr = run(["denoise", frames[0], "-o", out, "--time-budget", 2, "--cpu",
+    rc, stdout, stderr = run(["denoise", frames[0], "-o", out, "--steps", 60, "--cpu",
                               "--save-model", model, "--save-to-library", "zs_test", "--library", library])
     return dict(root=root, frames=frames, before=before, out=out, model=model, library=library,
                 rc=rc, stdout=stdout, stderr=stderr)
@@ -128,10 +128,22 @@ def test_nan_image_is_refused_clearly(tmp_path, capsys):
     data = faint_mono((64, 64), 1).frames[0].astype(np.float32) / 65535
     data[10, 10] = np.nan
     path = write_image(tmp_path / "nan.fits", data)
-    rc, _, err = run(["denoise", path, "-o", tmp_path / "out.fits", "--cpu", "--time-budget", 2], capsys)
+    rc, _, err = run(["denoise", path, "-o", tmp_path / "out.fits", "--cpu", "--steps", 60], capsys)
     assert rc == 1
     assert "error: The image has 1 NaN" in err and "Traceback" not in err
     assert not (tmp_path / "out.fits").exists()
+
+
+def test_time_limit_that_cuts_training_short_is_said_and_flagged_in_the_library(trained, tmp_path, capsys):
+    library = tmp_path / "lib"
+    rc, out, err = run(["denoise", trained["frames"][0], "-o", tmp_path / "dn.fits", "--cpu", "--steps", 100000,
+                        "--time-limit", 0.5, "--save-to-library", "short", "--library", library], capsys)
+    assert rc == 0, err
+    assert "warning: The time limit stopped training after" in out and "of 100000 steps" in out
+    rc, out, _ = run(["models", "list", "--library", library], capsys)
+    assert rc == 0 and "short" in out and "WARNING: cut short at" in out
+    rc, out, _ = run(["models", "show", "short", "--library", library], capsys)
+    assert "WARNING:" in out and "time limit" in out
 
 
 def test_bad_strength_is_a_usage_error(trained, capsys):
@@ -255,7 +267,7 @@ def test_train_mixed_sizes_is_refused(tmp_path, capsys):
     write_frames(tmp_path / "lights", 2)
     write_image(tmp_path / "lights" / "light_big.fits", faint_mono((128, 96), 3).frames[0])
     rc, _, err = run(["train", "--input", str(tmp_path / "lights" / "*.fits"), "--library", tmp_path / "lib",
-                      "--time-budget", 2, "--cpu"], capsys)
+                      "--steps", 60, "--cpu"], capsys)
     assert rc == 1 and "light_big.fits" in err and "same size" in err
     assert not (tmp_path / "lib").exists()
 
@@ -281,7 +293,7 @@ def test_auto_trains_saves_and_applies(trained, tmp_path, capsys):
     frames = trained["frames"]
     pattern = str(frames[0].parent / "light_*.fits")
     rc, out, err = run(["auto", "--train-on", frames[0], frames[1], "--apply-to", pattern,
-                        "--output", tmp_path / "dn", "--method", "zsn2n", "--time-budget", 2, "--cpu",
+                        "--output", tmp_path / "dn", "--method", "zsn2n", "--steps", 60, "--cpu",
                         "--name", "auto_zs", "--library", tmp_path / "lib", "--out", tmp_path / "run"], capsys)
     assert rc == 0, err
     assert ModelLibrary(tmp_path / "lib").names() == ["auto_zs"]
@@ -343,7 +355,7 @@ def _python(*args, **kw):
 
 
 def test_demo_subprocess_prints_report_and_psnr(tmp_path):
-    proc = _python("-m", "siril_denoise", "--quiet", "demo", "--size", "64", "--time-budget", "2", "--cpu",
+    proc = _python("-m", "siril_denoise", "--quiet", "demo", "--size", "64", "--steps", "60", "--cpu",
                    "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "Quality report" in proc.stdout

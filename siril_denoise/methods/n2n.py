@@ -35,6 +35,8 @@ class Noise2Noise:
     """
 
     name = "n2n"
+    #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
+    passes = ((1.0, True),)
 
     def __init__(self, train_sampler, val_sampler, normaliser: Normaliser) -> None:
         self.train_sampler = train_sampler

@@ -51,6 +51,8 @@ class Neighbor2Neighbor:
     """Nb2Nb on crops of one or more images (data units, ``(C, H, W)``)."""
 
     name = "nb2nb"
+    #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
+    passes = ((0.25, True), (1.0, False))
 
     def __init__(self, images: list[np.ndarray], normaliser: Normaliser, gamma: float = 2.0) -> None:
         self.images = images

@@ -51,6 +51,8 @@ class ZeroShotN2N:
     """ZS-N2N on crops of one or more images (data units, ``(C, H, W)``)."""
 
     name = "zsn2n"
+    #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
+    passes = ((0.25, True), (0.25, True), (1.0, True))
 
     def __init__(self, images: list[np.ndarray], normaliser: Normaliser) -> None:
         self.images = images
