@@ -58,7 +58,7 @@ def test_outside_siril_says_so_without_traceback(tmp_path):
     session = Session(tmp_path)
     proc = run_script("SirilDenoise_Image.py", [], session, connect=False)
     assert proc.returncode == 1
-    assert "must be started by Siril" in proc.stdout
+    assert "must be started by Siril" in proc.stdout and proc.stdout.startswith("ERROR:")
     _no_traceback(proc)
 
 
@@ -112,6 +112,105 @@ def test_image_is_replaced_keeping_dtype_and_layout_with_undo(tmp_path, shape, d
     undo = session.calls("undo")
     assert len(undo) == 1 and "zsn2n" in undo[0]["message"]
     assert "fake report" in session.log_text()
+    _no_traceback(proc)
+
+
+# -- the host as the real Siril is (issue 9): installs, providers, errors ------
+
+
+def _session_lacking(tmp_path, *modules, fails=()):
+    """A stand-in Siril whose Python environment lacks ``modules`` until the script installs them."""
+    session = Session(tmp_path)
+    session.state["missing"] = list(modules)
+    session.state["install_fails"] = list(fails)
+    session.save()
+    return session
+
+
+def _state(session):
+    return json.loads((session.dir / "session.json").read_text())
+
+
+def test_missing_onnxruntime_is_installed_through_onnxhelper_and_imported(tmp_path):
+    # is_onnxruntime_installed() returns (installed, name): a tuple, truthy even when missing
+    session = _session_lacking(tmp_path, "onnxruntime")
+    path = session.load_image(_noisy((32, 32), 1), HEADER)
+    before = digest(path)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stdout
+    assert len(session.calls("install_onnxruntime")) == 1
+    assert _state(session)["missing"] == []
+    installed = [line for line in session.log_text().splitlines() if line.startswith("Installed:")]
+    assert any("onnxruntime" in line for line in installed), session.log_text()
+    assert digest(path) != before
+    _no_traceback(proc)
+
+
+def test_onnxruntime_that_will_not_install_stops_before_any_work_image_untouched(tmp_path):
+    session = _session_lacking(tmp_path, "onnxruntime", fails=["onnxruntime"])
+    path = session.load_image(_noisy((32, 32), 1), HEADER)
+    before = digest(path)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 1
+    errors = [line for line in session.log_text().splitlines() if line.startswith("ERROR:")]
+    assert errors and "onnxruntime could not be installed" in errors[0], session.log_text()
+    assert "The image was not changed" in errors[0]
+    assert digest(path) == before and not session.calls("undo")
+    assert not session.calls("ensure_torch"), "nothing may be trained without onnxruntime"
+    assert not (session.dir / "denoise_calls.jsonl").exists()
+    _no_traceback(proc)
+
+
+def test_every_dependency_is_installed_before_anything_is_trained(tmp_path):
+    session = _session_lacking(tmp_path, "scipy", "onnxruntime", "torch", "skimage", "sep")
+    session.load_image(_noisy((32, 32), 1), HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n", "--nogpu"], session,
+                      fake_engine=True)
+    assert proc.returncode == 0, session.log_text() + proc.stdout
+    kinds = [(c["kind"], c.get("package")) for c in session.calls() if c["kind"] in ("install", "undo")]
+    assert kinds == [("install", "scipy"), ("install", "onnxruntime"), ("install", "torch"),
+                     ("install", "scikit-image"), ("install", "sep"), ("undo", None)]
+    log = session.log_text()
+    assert "Training on: cpu" in log and "Inference providers: CPUExecutionProvider" in log
+    # pip's own chatter stays out of Siril's log
+    assert "Collecting" not in proc.stdout
+    _no_traceback(proc)
+
+
+def test_the_provider_self_test_does_not_run_and_azure_is_no_device(tmp_path):
+    session = Session(tmp_path)
+    session.load_image(_noisy((32, 32), 1), HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n"], session, fake_engine=True)
+    assert proc.returncode == 0, session.log_text()
+    assert "Provider Tester" not in proc.stdout and not session.calls("provider_self_test")
+    providers = [line for line in session.log_text().splitlines() if "Inference providers" in line]
+    assert providers == ["Inference providers: CPUExecutionProvider"]
+    _no_traceback(proc)
+
+
+def test_a_bad_model_name_leaves_the_image_untouched_and_says_error(tmp_path):
+    session = Session(tmp_path)
+    path = session.load_image(_noisy((32, 32), 1), HEADER)
+    before = digest(path)
+    proc = run_script("SirilDenoise_Image.py", ["--model", "no_such_model"], session, fake_engine=True)
+    assert proc.returncode == 1
+    errors = [line for line in session.log_text().splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "no_such_model" in errors[0] and "not changed" in errors[0]
+    assert digest(path) == before and not session.calls("undo")
+    _no_traceback(proc)
+
+
+def test_outside_siril_without_sirilpy_says_so_without_traceback(tmp_path):
+    import os
+    import subprocess
+
+    from standin_session import SCRIPTS
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MY_SOCKET", "MY_PIPE")}
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "SirilDenoise_Image.py"), "--method", "zsn2n"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("ERROR: siril-denoise: SirilDenoise_Image.py runs inside Siril")
     _no_traceback(proc)
 
 
@@ -219,6 +318,10 @@ def test_trained_model_is_saved_and_offered_first_to_the_image_script(tmp_path):
     assert proc.returncode == 0, session.log_text() + proc.stderr
     assert (session.models_dir / "testcam.onnx").is_file()
     assert "Saved model 'testcam'" in session.log_text()
+    used = json.loads((session.models_dir.parent / "reports" / "testcam-frames.json").read_text())
+    assert used["sequence"] == "r_light_" and used["registration"] == "siril"
+    assert [f["index"] for f in used["frames"]] == [1, 2, 3, 4]
+    assert np.allclose(used["frames"][2]["H"], np.eye(3))
 
     session.load_image(frames[0], HEADER)
     proc = run_script("SirilDenoise_Image.py", ["--list-models"], session)
@@ -231,6 +334,20 @@ def test_trained_model_is_saved_and_offered_first_to_the_image_script(tmp_path):
     assert proc.returncode == 0, session.log_text() + proc.stderr
     assert len(list(session.wd.glob("m_r_light_*.fit"))) == 4
     assert (session.wd / "m_r_light_.seq").is_file()
+    _no_traceback(proc)
+
+
+@real_engine
+def test_first_run_without_onnxruntime_denoises_with_the_real_engine(tmp_path):
+    # Issue 9: Siril trained for a minute, then stopped on "No module named 'onnxruntime'"
+    session = _session_lacking(tmp_path, "onnxruntime")
+    original = _noisy((48, 48), 5)
+    path = session.load_image(original, HEADER)
+    proc = run_script("SirilDenoise_Image.py", ["--method", "zsn2n", "--time-budget", "1", "--nogpu"],
+                      session)
+    assert proc.returncode == 0, session.log_text() + proc.stdout + proc.stderr
+    data, _ = read_fits(path)
+    assert not np.array_equal(data, original)
     _no_traceback(proc)
 
 

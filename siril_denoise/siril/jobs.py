@@ -158,6 +158,10 @@ def picker_choices(library: Any, ndim: int, meta: Any) -> list[Choice]:
     for m in library.match(meta, channels=network_channels(ndim, cfa), cfa=cfa):
         why = "; ".join(m.reasons)
         label = f"Model: {m.entry.name}" + (f"  (match {m.score:.2f})" if m.usable else "  (does not fit)")
+        flag = getattr(m.entry, "flag_text", "")
+        if flag:
+            label += f"  {flag}"
+            why = "; ".join(x for x in (why, flag) if x)
         choices.append(Choice(f"model:{m.entry.name}", label, m.usable, why))
     choices += [Choice(k, v, True, "Trains a small network on this very image, then applies it.")
                 for k, v in ZERO_SHOT_METHODS.items()]
@@ -214,7 +218,8 @@ def _denoise(data: Any, meta: Any, cfa: str | None, method: str, model: Path | N
         return eng.apply_model(data, model, **_kwargs_for(eng.apply_model, **common))
     opts.training_ready()
     return eng.denoise_image(data, **_kwargs_for(eng.denoise_image, method=method,
-                                                 time_budget=opts.time_budget, **common))
+                                                 time_budget=opts.time_budget or None,
+                                                 max_steps=opts.steps or None, **common))
 
 
 def _report_text(result: Any) -> tuple[str, list[str]]:
@@ -250,6 +255,7 @@ def denoise_loaded_image(host: Any, opts: JobOptions, progress: Progress,
     host.write_image(result.data, f"siril-denoise {label} strength {opts.strength:.2f}")
     progress(1.0, "Done")
     text, warnings = _report_text(result)
+    warnings = list(getattr(result, "warnings", None) or warnings)  # training notes (cut short...) included
     head = f"Denoised the image with {label} (strength {opts.strength:.2f}). Edit > Undo restores it."
     return JobResult("\n".join(x for x in (head, text) if x), warnings)
 
@@ -360,19 +366,45 @@ def train_on_loaded_sequence(host: Any, opts: JobOptions, progress: Progress,
     eng = engine()
     trained = eng.train_on_frames(frames, **_kwargs_for(
         eng.train_on_frames, homographies=homographies, cfa_pattern=cfa, method="n2n",
-        net=opts.train_net, time_budget=opts.train_time_budget, use_gpu=opts.use_gpu, meta=meta,
+        net=opts.train_net, time_budget=opts.train_time_budget or None, max_steps=opts.train_steps or None,
+        use_gpu=opts.use_gpu, meta=meta,
         progress=lambda f, m: progress(0.1 + 0.85 * min(max(f, 0.0), 1.0), m),
         should_cancel=should_cancel))
     _check_cancel(should_cancel)
     library = library_for(host, opts)
     entry = library.add(trained.onnx_path, name=opts.name or None, meta=meta)
-    lines = [f"Saved model '{entry.name}' in {library.root}.", str(getattr(trained, "summary", "") or "")]
+    notes = list(getattr(trained, "warnings", []) or [])
+    lines = [f"Saved model '{entry.name}' in {library.root}"
+             + (f", flagged: {'; '.join(notes)}" if notes else "."), str(getattr(trained, "summary", "") or "")]
     kept = _keep_curves(trained, host.reports_dir(), entry.name)
+    kept.append(_frames_record(host.reports_dir(), entry.name, info, selected, homographies, cfa))
     if kept:
-        lines.append("Training curve: " + ", ".join(str(p) for p in kept))
+        lines.append("Training curve and frames used: " + ", ".join(str(p) for p in kept))
     lines.append("The Denoise image and Denoise sequence scripts now offer it for matching data.")
     progress(1.0, "Done")
-    return JobResult("\n".join(x for x in lines if x), model_name=entry.name)
+    return JobResult("\n".join(x for x in lines if x), notes, model_name=entry.name)
+
+
+def _frames_record(folder: Path, name: str, info: Any, used: list[int], homographies: Any,
+                   cfa: str | None) -> Path:
+    """``<name>-frames.json`` in ``folder``: which frames of which sequence the model learned
+    from, and the homography that paired each (frame -> reference, array pixels with rows from
+    the top, full-resolution for a mosaic; null when the engine registered the frames)."""
+    import json
+
+    import numpy as np
+
+    record = {
+        "sequence": info.name, "reference": info.reference + 1, "cfa": cfa,
+        "registration": "siril" if homographies is not None else "engine",
+        "frames": [{"index": i + 1, "filenum": info.filenums[i] if i < len(info.filenums) else None,
+                    "H": None if homographies is None else np.asarray(homographies[k]).round(9).tolist()}
+                   for k, i in enumerate(used)],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-frames.json"
+    path.write_text(json.dumps(record, indent=1))
+    return path
 
 
 def _keep_curves(trained: Any, folder: Path, name: str) -> list[Path]:
