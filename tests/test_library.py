@@ -266,3 +266,24 @@ def test_sub_model_on_stack_warns_but_stays_usable(lib: ModelLibrary, tmp_path: 
     assert single["stacked"].usable
     assert any("trained on a stack; this image is a single sub" in r for r in single["stacked"].reasons)
     assert single["subs"].score > single["stacked"].score
+
+
+def test_a_model_training_flagged_is_marked_in_lists_and_in_the_siril_picker(tmp_path):
+    from siril_denoise.library import LibraryEntry, Match
+    from siril_denoise.siril.jobs import picker_choices
+
+    info = {"method": "n2n", "channels": 1,
+            "training": {"flags": ["cut_short"], "steps": 40, "max_steps": 800,
+                         "notes": ["The time limit stopped training after 40 of 800 steps (5%)"]}}
+    flagged = LibraryEntry("rushed", tmp_path / "rushed.onnx", info)
+    fine = LibraryEntry("fine", tmp_path / "fine.onnx", {"method": "n2n", "channels": 1, "training": {"flags": []}})
+    assert "WARNING: cut short at 40 of 800 steps" in flagged.summary()
+    assert "WARNING" not in fine.summary() and fine.flag_text == ""
+    assert "WARNING:       The time limit stopped training" in flagged.describe()
+
+    class _Lib:
+        def match(self, meta, channels, cfa):
+            return [Match(flagged, 1.0, True), Match(fine, 0.9, True)]
+
+    labels = {c.key: c.label for c in picker_choices(_Lib(), 2, None)}
+    assert "cut short" in labels["model:rushed"] and "WARNING" not in labels["model:fine"]

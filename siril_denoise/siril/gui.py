@@ -119,15 +119,26 @@ class DenoiseDialog(QDialog):
         self.advanced.setCheckable(True)
         self.advanced.setChecked(False)
         adv = QFormLayout(self.advanced)
+        # Training is counted in steps (same model however busy the machine is); the
+        # time limit is only an optional cap, and a model it stops is flagged.
+        self.steps = QSpinBox()
+        self.steps.setRange(0, 1_000_000)
+        self.steps.setSingleStep(100)
+        self.steps.setSpecialValueText("method default")
         self.time_budget = QDoubleSpinBox()
-        self.time_budget.setRange(1.0, 86400.0)
+        self.time_budget.setRange(0.0, 86400.0)
         self.time_budget.setSuffix(" s")
+        self.time_budget.setSpecialValueText("no limit")
         if job == "train":
+            self.steps.setValue(s.train_steps)
             self.time_budget.setValue(s.train_time_budget)
-            adv.addRow("Training time:", self.time_budget)
+            adv.addRow("Training steps:", self.steps)
+            adv.addRow("Time limit:", self.time_budget)
         else:
+            self.steps.setValue(s.steps)
             self.time_budget.setValue(s.time_budget)
-            adv.addRow("Zero-shot training time:", self.time_budget)
+            adv.addRow("Zero-shot training steps:", self.steps)
+            adv.addRow("Zero-shot time limit:", self.time_budget)
             self.tile = QSpinBox()
             self.tile.setRange(32, 4096)
             self.tile.setSingleStep(32)
@@ -196,10 +207,12 @@ class DenoiseDialog(QDialog):
         if self.job == "train":
             s.train_net = self.net_box.currentText()
             s.train_time_budget = self.time_budget.value()
+            s.train_steps = self.steps.value()
         else:
             s.choice = self.choice_box.currentData() or "auto"
             s.strength = self.strength.value() / 100
             s.time_budget = self.time_budget.value()
+            s.steps = self.steps.value()
             s.tile, s.overlap = self.tile.value(), self.overlap.value()
         if self.job == "sequence":
             s.prefix = self.prefix.text().strip() or "dn_"
@@ -212,7 +225,7 @@ class DenoiseDialog(QDialog):
         opts = JobOptions(choice=s.choice, strength=s.strength, use_gpu=s.use_gpu, tile=s.tile,
                           overlap=s.overlap, time_budget=s.time_budget, prefix=s.prefix,
                           load_result=s.load_result, train_net=s.train_net,
-                          train_time_budget=s.train_time_budget)
+                          train_time_budget=s.train_time_budget, steps=s.steps, train_steps=s.train_steps)
         if self.job == "train":
             opts.name = self.name_edit.text().strip() or None
         return opts

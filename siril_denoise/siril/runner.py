@@ -61,8 +61,10 @@ def build_parser(job: str) -> argparse.ArgumentParser:
                             help="tile size in pixels for inference (default 256)")
         parser.add_argument("--overlap", type=int, default=32, metavar="PX",
                             help="tile overlap in pixels (default 32)")
-        parser.add_argument("--time-budget", type=float, default=60.0, metavar="SEC",
-                            help="training time for zero-shot methods, per image (default 60)")
+        parser.add_argument("--steps", type=int, default=0, metavar="N",
+                            help="training steps of zero-shot methods, per image (default 0: the method's)")
+        parser.add_argument("--time-limit", "--time-budget", dest="time_budget", type=float, default=0.0,
+                            metavar="SEC", help="optional cap on zero-shot training seconds (default 0: none)")
         parser.add_argument("--list-models", action="store_true",
                             help="list the library's models ranked for this data, then stop")
     if job == "sequence":
@@ -81,8 +83,12 @@ def build_parser(job: str) -> argparse.ArgumentParser:
                                            "(default: from camera, gain, exposure and date)")
         parser.add_argument("--net", choices=["unet", "dncnn"], default="unet",
                             help="network to train (default unet)")
-        parser.add_argument("--time-budget", type=float, default=600.0, metavar="SEC",
-                            help="training time in seconds (default 600)")
+        parser.add_argument("--steps", type=int, default=0, metavar="N",
+                            help="training steps (default 0: the method's; the same steps give the same "
+                                 "model however busy the machine is)")
+        parser.add_argument("--time-limit", "--time-budget", dest="time_budget", type=float, default=0.0,
+                            metavar="SEC", help="optional cap on training seconds (default 0: none); a model "
+                                                "it stops early is flagged as cut short")
     parser.add_argument("--nogpu", action="store_true", help="use the CPU only")
     parser.add_argument("--library", type=Path, metavar="DIR",
                         help="model library folder (default: siril-denoise/models in Siril's "
@@ -100,13 +106,14 @@ def options_from_args(job: str, args: argparse.Namespace) -> JobOptions:
             raise DenoiseError("--tile must be at least 32 and --overlap less than half of it.")
         opts.choice = f"model:{args.model}" if args.model else (args.method or "auto")
         opts.strength, opts.tile, opts.overlap = args.strength, args.tile, args.overlap
-        opts.time_budget = args.time_budget
+        opts.time_budget, opts.steps = max(args.time_budget, 0.0), max(args.steps, 0)
     if job == "sequence":
         if not args.prefix or any(c in args.prefix for c in "/\\"):
             raise DenoiseError("--prefix must be a plain file-name prefix such as dn_.")
         opts.prefix, opts.load_result = args.prefix, not args.no_load
     if job == "train":
-        opts.name, opts.train_net, opts.train_time_budget = args.name, args.net, args.time_budget
+        opts.name, opts.train_net = args.name, args.net
+        opts.train_time_budget, opts.train_steps = max(args.time_budget, 0.0), max(args.steps, 0)
     return opts
 
 
@@ -186,9 +193,10 @@ def _unchanged(job: str, message: str) -> str:
     Siril ends the failed script with "Script execution finished successfully"
     all the same, so the log line must tell the user.
     """
-    if job == "image" and "not changed" not in message:
-        message = message.rstrip() + " The image was not changed."
-    return message
+    first, _, rest = message.partition("\n")
+    if job == "image" and "not changed" not in first:
+        first = first.rstrip() + " The image was not changed."
+    return first + ("\n" + rest if rest else "")
 
 
 def _settings(host: Any) -> tuple[Settings, Path]:

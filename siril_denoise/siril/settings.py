@@ -33,7 +33,12 @@ class Settings:
     ``choice`` is ``"auto"`` (best matching library model, else ZS-N2N), a
     zero-shot method name (``"zsn2n"``, ``"nb2nb"``), or ``"model:<name>"``.
     ``strength`` in [0, 1] blends the denoised result with the input.
-    ``tile`` and ``overlap`` are in pixels; time budgets in seconds.
+    ``tile`` and ``overlap`` are in pixels. Training is counted in steps
+    (``steps`` for the zero-shot methods, ``train_steps`` for Noise2Noise on
+    a sequence; 0 = the method's default), so the result does not depend on
+    how busy the machine is; ``time_budget`` / ``train_time_budget`` are an
+    optional cap in seconds (0 = none), and a model the cap stops early is
+    flagged as cut short.
     """
 
     choice: str = "auto"
@@ -41,11 +46,13 @@ class Settings:
     use_gpu: bool = True
     tile: int = 256
     overlap: int = 64
-    time_budget: float = 60.0
+    time_budget: float = 0.0
     prefix: str = "dn_"
     load_result: bool = True
     train_net: str = "unet"
-    train_time_budget: float = 600.0
+    train_time_budget: float = 0.0
+    steps: int = 0
+    train_steps: int = 0
 
     def normalised(self) -> "Settings":
         """A copy with every value in its valid range (hand-edited files happen)."""
@@ -53,8 +60,10 @@ class Settings:
         s.strength = min(max(float(s.strength), 0.0), 1.0)
         s.tile = int(min(max(int(s.tile), 32), 4096))
         s.overlap = int(min(max(int(s.overlap), 0), s.tile // 2))
-        s.time_budget = max(float(s.time_budget), 1.0)
-        s.train_time_budget = max(float(s.train_time_budget), 1.0)
+        s.time_budget = max(float(s.time_budget), 0.0)
+        s.train_time_budget = max(float(s.train_time_budget), 0.0)
+        s.steps = int(min(max(int(s.steps), 0), 1_000_000))
+        s.train_steps = int(min(max(int(s.train_steps), 0), 1_000_000))
         s.prefix = str(s.prefix) or "dn_"
         if s.train_net not in TRAIN_NETWORKS:
             s.train_net = "unet"
@@ -88,6 +97,9 @@ def load_settings(path: str | os.PathLike) -> tuple[Settings, str | None]:
                 if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                     raise ValueError(f"{key!r} should be {expected.__name__}")
                 values[key] = value
+        if "steps" not in raw:  # written before training counted steps: its time budgets were no cap
+            values.pop("time_budget", None)
+            values.pop("train_time_budget", None)
         return Settings(**values).normalised(), None
     except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
         return Settings(), f"Settings file {path} could not be read ({exc}); using the defaults."
