@@ -57,7 +57,7 @@ def test_half_noise_and_darkened_images(faint_scene):
 def test_runner_writes_table_and_json(tmp_path, capsys):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     rc = bench.main(["--scenario", "faint_mono", "--methods", "gaussian,mean,zsn2n", "--size", "64",
-                     "--frames", "3", "--time-budget", "1", "--out", str(out), "--markdown", str(md)])
+                     "--frames", "3", "--steps", "20", "--out", str(out), "--markdown", str(md)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| method | PSNR lin dB | PSNR str dB | SSIM str |" in text
@@ -70,9 +70,22 @@ def test_runner_writes_table_and_json(tmp_path, capsys):
                     "flux_err_median", "new_zero", "new_clipped"):
             assert key in r
     assert rows[1]["seconds"] >= 0 and "peak_mb" in rows[1]
-    assert "train_seconds" in rows[3]
+    assert "train_seconds" in rows[3] and rows[3]["train_steps"] == 20
     assert "cpu" in res["machine"] and "versions" in res["machine"]
     assert md.read_text().startswith("# Benchmark results")
+
+
+def test_a_failing_method_keeps_the_other_rows_and_makes_the_exit_status_1(monkeypatch, capsys):
+    from siril_denoise.bench import runner
+
+    def broken(work, packed=False):
+        raise RuntimeError("no luck")
+
+    monkeypatch.setitem(runner.BASELINES, "wavelet", broken)
+    rc = bench.main(["--scenario", "faint_mono", "--methods", "gaussian,wavelet", "--size", "64", "--frames", "3"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "error: faint_mono: wavelet: failed: no luck" in err
+    assert "Gaussian" in out
 
 
 def test_aperture_snr_of_a_flux_on_white_noise():

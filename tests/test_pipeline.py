@@ -93,3 +93,16 @@ def test_noise_ratio_flags_stacks_but_not_another_frame_of_the_session():
     stack = np.mean(works, axis=0)  # 16 frames: noise 4× lower at every level
     r = noise_ratio(trained, estimate_noise_model(stack), stack)
     assert 0.15 < r < 0.4
+
+
+def test_zero_shot_with_a_seed_gives_the_same_output_twice():
+    """Work counted in steps, seeded weights and crops, fixed threads: a run does not depend on timing."""
+    s = faint_mono((64, 64), 8)
+    runs = [denoise_image(s.frames[0], method="zsn2n", max_steps=30, seed=5, use_gpu=False) for _ in range(2)]
+    assert np.abs(runs[0].data.astype(int) - runs[1].data.astype(int)).max() <= 1
+    assert np.any(runs[0].data != s.frames[0])  # it did denoise
+    tr = runs[0].model_metadata["training"]
+    assert tr["steps"] == 30 and tr["stopped"] == "max_steps" and tr["seed"] == 5
+    assert tr["pixels_per_s"] > 0 and tr["threads"] >= 1
+    other = denoise_image(s.frames[0], method="zsn2n", max_steps=30, seed=6, use_gpu=False)
+    assert np.any(other.data != runs[0].data)  # the seed is what makes them equal

@@ -126,8 +126,8 @@ class StackComparison:
         }
 
 
-def run_real(root: Path, methods: list[str], *, quick: bool = False, time_budget: float = 60.0, seed: int = 0,
-             progress: Callable[[str], None] | None = None) -> dict:
+def run_real(root: Path, methods: list[str], *, quick: bool = False, time_budget: float | None = None,
+             seed: int = 0, steps: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """The real-frame rows. Returns ``{"rows", "markdown", "skipped"}``; ``skipped`` holds why, when absent."""
     folder = Path(root) / SESSION
     paths = sorted(folder.glob("Light_*.fit"))
@@ -172,7 +172,7 @@ def run_real(root: Path, methods: list[str], *, quick: bool = False, time_budget
         try:
             if m in LEARNED:
                 (out, _), seconds, _ = measured(lambda: run_learned(
-                    m, frames, PATTERN, None, time_budget=time_budget, seed=seed))
+                    m, frames, PATTERN, None, time_budget=time_budget, seed=seed, steps=steps))
                 work = to_working(out, PATTERN)[0]
             else:
                 work, seconds, _ = measured(lambda: BASELINES[m](raw_work, True))

@@ -87,28 +87,30 @@ def measured(fn: Callable[[], object]) -> tuple[object, float, float]:
 
 
 def run_learned(method: str, frames: list[np.ndarray], cfa: str | None, homographies, *,
-                time_budget: float, seed: int) -> tuple[np.ndarray, dict]:
+                time_budget: float | None = None, seed: int = 0, steps: int | None = None) -> tuple[np.ndarray, dict]:
     """Denoise ``frames[0]`` with a learned method; returns (Siril-layout result, training summary)."""
     from siril_denoise import pipeline
 
     if method in ("zsn2n", "nb2nb"):
-        r = pipeline.denoise_image(frames[0], method=method, cfa_pattern=cfa, time_budget=time_budget, seed=seed)
+        r = pipeline.denoise_image(frames[0], method=method, cfa_pattern=cfa, time_budget=time_budget, seed=seed,
+                                   max_steps=steps)
         return r.data, dict(r.model_metadata.get("training", {}))
     with tempfile.TemporaryDirectory(prefix="siril-denoise-bench-") as tmp:
         tm = pipeline.train_on_frames(frames, homographies=homographies, cfa_pattern=cfa, method="n2n",
-                                      time_budget=time_budget, seed=seed, out_dir=tmp)
+                                      time_budget=time_budget, seed=seed, max_steps=steps, out_dir=tmp)
         r = pipeline.apply_model(frames[0], tm.onnx_path, cfa_pattern=cfa)
         return r.data, dict(tm.metadata.get("training", {}))
 
 
-def denoise(method: str, scene: BenchScene, *, time_budget: float, seed: int) -> tuple[np.ndarray | None, dict]:
+def denoise(method: str, scene: BenchScene, *, time_budget: float | None = None, seed: int = 0,
+            steps: int | None = None) -> tuple[np.ndarray | None, dict]:
     """One method on one scene: (working-layout result or None when not applicable, extra info)."""
     cfa = scene.cfa_pattern
     if method in LEARNED:
         if method == "n2n" and len(scene.frames) < 3:
             return None, {"note": "n/a: needs a session of ≥ 3 frames"}
         out, training = run_learned(method, scene.frames, cfa, scene.homographies, time_budget=time_budget,
-                                    seed=seed)
+                                    seed=seed, steps=steps)
         return to_working(out, cfa)[0], {"training": training}
     work = to_working(scene.noisy, cfa)[0]
     if method == "mean":
@@ -124,8 +126,8 @@ def denoise(method: str, scene: BenchScene, *, time_budget: float, seed: int) ->
     return BASELINES[method](work, cfa is not None), {}
 
 
-def run_scene(scene: BenchScene, methods: list[str], *, time_budget: float, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> list[dict]:
+def run_scene(scene: BenchScene, methods: list[str], *, time_budget: float | None = None, seed: int = 0,
+              steps: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
     """Score the noisy input and every method on ``scene``; one dict per row."""
     cfa = scene.cfa_pattern
     noisy = to_working(scene.noisy, cfa)[0]
@@ -137,7 +139,8 @@ def run_scene(scene: BenchScene, methods: list[str], *, time_budget: float, seed
         if progress:
             progress(f"{scene.name}: {m}")
         try:
-            (out, info), seconds, peak = measured(lambda: denoise(m, scene, time_budget=time_budget, seed=seed))
+            (out, info), seconds, peak = measured(lambda: denoise(m, scene, time_budget=time_budget, seed=seed,
+                                                                  steps=steps))
         except Exception as exc:  # one failing method must not lose the others' rows
             log.exception("%s failed on %s", m, scene.name)
             rows.append(dict(method=m, label=LABELS.get(m, m), note=f"failed: {exc}"))
@@ -151,6 +154,8 @@ def run_scene(scene: BenchScene, methods: list[str], *, time_budget: float, seed
             tr = info.get("training") or {}
             if tr:
                 row.update(train_seconds=tr.get("seconds"), train_steps=tr.get("steps"),
-                           train_stopped=tr.get("stopped"), train_device=tr.get("device"))
+                           train_stopped=tr.get("stopped"), train_device=tr.get("device"),
+                           train_flags=tr.get("flags"), train_steps_per_s=tr.get("steps_per_s"),
+                           train_mfu=tr.get("mfu"))
         rows.append(row)
     return rows
