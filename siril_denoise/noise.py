@@ -37,20 +37,39 @@ __all__ = [
 _MAD_TO_SIGMA = 1.482602218505602
 
 
+#: Rows per band (even) in the banded full-frame passes: the float64 work
+#: space is a band, not the frame (a 24-megapixel float64 copy is 192 MB).
+BAND_ROWS = 256
+
+
+def row_bands(height: int, rows: int = BAND_ROWS):
+    """Slices ``[y0, y1)`` of ``rows`` rows (the last one shorter) covering ``height``."""
+    return [slice(y0, min(y0 + rows, height)) for y0 in range(0, height, rows)]
+
+
+def _blocks(image: np.ndarray, combine) -> np.ndarray:
+    """``combine(p, q, r, s)`` over the 2×2 blocks of ``image`` (float64 p q / r s), shape (H//2, W//2).
+
+    Computed in bands of rows, so no float64 copy of the whole image is made.
+    """
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    out = np.empty((h // 2, w // 2), dtype=np.float64)
+    for band in row_bands(h):
+        x = image[band, :w].astype(np.float64, copy=False)
+        out[band.start // 2: band.stop // 2] = combine(x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2])
+    return out
+
+
 def _haar_detail(image: np.ndarray) -> np.ndarray:
     """Diagonal Haar detail of non-overlapping 2×2 blocks, shape (H//2, W//2).
 
     For white noise of std σ the detail has std σ; linear gradients cancel.
     """
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    x = image[:h, :w].astype(np.float64, copy=False)
-    return (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2.0
+    return _blocks(image, lambda p, q, r, s: (p - q - r + s) / 2.0)
 
 
 def _block_mean(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    x = image[:h, :w].astype(np.float64, copy=False)
-    return (x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2]) / 4.0
+    return _blocks(image, lambda p, q, r, s: (p + q + r + s) / 4.0)
 
 
 def _block_mask(mask: np.ndarray) -> np.ndarray:
@@ -172,10 +191,8 @@ def _fit_line(means: np.ndarray, details: np.ndarray, n_bins: int = 24) -> tuple
 
 def _haar_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Horizontal and vertical Haar details of 2×2 blocks (std σ each for white noise)."""
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    x = image[:h, :w].astype(np.float64, copy=False)
-    p, q, r, s = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
-    return (p + q - r - s) / 2.0, (p - q + r - s) / 2.0
+    return (_blocks(image, lambda p, q, r, s: (p + q - r - s) / 2.0),
+            _blocks(image, lambda p, q, r, s: (p - q + r - s) / 2.0))
 
 
 def _block_stats(image: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -349,8 +366,10 @@ class Normaliser:
             if not np.all(model.a > 0):
                 raise ValueError("the GAT needs a > 0 in every channel")
             n = cls("gat", model.a.copy(), model.c.copy(), np.zeros(C), np.ones(C))
-            z = n._gat(first)
-            n.offset = np.median(z.reshape(C, -1), axis=1)
+            z = np.empty(first.shape, dtype=np.float64)
+            for band in row_bands(first.shape[1]):
+                z[:, band] = n._gat(first[:, band])
+            n.offset = np.median(z.reshape(C, -1), axis=1, overwrite_input=True)
         else:
             sigma = np.where(model.sigma > 0, model.sigma, 1.0)
             n = cls("linear", model.a.copy(), model.c.copy(), np.median(first.reshape(C, -1), axis=1), sigma)
@@ -362,13 +381,20 @@ class Normaliser:
         return anscombe(y)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Data units ``(C, H, W)`` → network domain (float32, noise σ ≈ 1)."""
-        x = np.asarray(x, dtype=np.float64)
-        if self.transform == "gat":
-            z = self._gat(x) - self.offset[:, None, None]
-        else:
-            z = (x - self.offset[:, None, None]) / self.scale[:, None, None]
-        return z.astype(np.float32)
+        """Data units ``(C, H, W)`` → network domain (float32, noise σ ≈ 1).
+
+        Computed in float64 over bands of rows (the result is the same as
+        over the whole frame; the work space is a band).
+        """
+        x = np.asarray(x)
+        out = np.empty(x.shape, dtype=np.float32)
+        for band in row_bands(x.shape[1]):
+            xb = np.asarray(x[:, band], dtype=np.float64)
+            if self.transform == "gat":
+                out[:, band] = self._gat(xb) - self.offset[:, None, None]
+            else:
+                out[:, band] = (xb - self.offset[:, None, None]) / self.scale[:, None, None]
+        return out
 
     def inverse(self, z: np.ndarray, unbiased: bool = True) -> np.ndarray:
         """Network domain → data units (float32).
@@ -377,16 +403,20 @@ class Normaliser:
         (right for a network trained on transformed targets, which learns
         E[GAT(y)]); ``unbiased=False`` the algebraic inverse (right for a
         network trained against linear targets, see :mod:`.methods.n2n`).
+        Computed in float64 over bands of rows, like :meth:`forward`.
         """
-        z = np.asarray(z, dtype=np.float64)
-        if self.transform == "gat":
-            a = self.a[:, None, None]
-            d = z + self.offset[:, None, None]
-            y = inverse_anscombe(d) if unbiased else algebraic_inverse_anscombe(d)
-            x = a * y - self.c[:, None, None] / a
-        else:
-            x = z * self.scale[:, None, None] + self.offset[:, None, None]
-        return x.astype(np.float32)
+        z = np.asarray(z)
+        out = np.empty(z.shape, dtype=np.float32)
+        for band in row_bands(z.shape[1]):
+            zb = np.asarray(z[:, band], dtype=np.float64)
+            if self.transform == "gat":
+                a = self.a[:, None, None]
+                d = zb + self.offset[:, None, None]
+                y = inverse_anscombe(d) if unbiased else algebraic_inverse_anscombe(d)
+                out[:, band] = a * y - self.c[:, None, None] / a
+            else:
+                out[:, band] = zb * self.scale[:, None, None] + self.offset[:, None, None]
+        return out
 
     def to_dict(self) -> dict:
         return {

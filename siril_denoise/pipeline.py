@@ -30,7 +30,7 @@ from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
 from .noise import NoiseModel, Normaliser, estimate_noise_model
 from .protect import restore_background_level, restore_structure
-from .report import QualityReport, quality_report
+from .report import QualityReport, background_mask, measured_region, quality_report
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +245,46 @@ def keep_saturated(work: np.ndarray, denoised: np.ndarray) -> np.ndarray:
     return denoised
 
 
-def _finish(work: np.ndarray, denoised: np.ndarray, info: LayoutInfo, strength: float) -> tuple[np.ndarray, QualityReport]:
+def sky_masks(work: np.ndarray) -> np.ndarray:
+    """Sky masks ``(C, H, W)`` of ``work`` over the region the quality report measures, False elsewhere.
+
+    One computation serves :func:`restore_background_level` (its sky offset
+    is then measured on up to 8 megapixels at the centre, which leaves it an
+    error of σ/2000 or less) and the report, which measures the same region.
+    """
+    rows, cols = measured_region(work.shape[1:])
+    masks = np.zeros(work.shape, dtype=bool)
+    for k in range(work.shape[0]):
+        masks[k, rows, cols] = background_mask(work[k, rows, cols])
+    return masks
+
+
+def _protect_and_finish(work: np.ndarray, denoised: np.ndarray, nm: NoiseModel, info: LayoutInfo, strength: float,
+                        protect: bool) -> tuple[np.ndarray, QualityReport]:
+    """Post-processing of the network's output (data units): protect, strength blend, layout, report."""
+    masks = sky_masks(work)
+    if protect:
+        for scale in (1.5, 0.7):
+            denoised, _ = restore_structure(work, denoised, nm, scale=scale)
+        denoised, _ = restore_background_level(work, denoised, masks)
+    return _finish(work, denoised, info, strength, masks)
+
+
+def _finish(work: np.ndarray, denoised: np.ndarray, info: LayoutInfo, strength: float,
+            masks: np.ndarray | None = None) -> tuple[np.ndarray, QualityReport]:
+    """Blend, convert back to the caller's layout and report; ``denoised`` is overwritten."""
     if not 0.0 <= strength <= 1.0:
         raise InputError(f"Strength must be between 0 (original) and 1 (fully denoised); got {strength}.")
-    denoised = keep_saturated(work, denoised)
-    blended = work + np.float32(strength) * (denoised - work)
+    blended = keep_saturated(work, denoised)
+    # work + strength · (denoised − work), in place: the same float32 operations without full-size temporaries
+    np.subtract(blended, work, out=blended)
+    blended *= np.float32(strength)
+    blended += work
     data = from_working(blended, info)
+    del blended, denoised
     after, _ = to_working(data, info.cfa_pattern) if strength > 0 else (work, info)
     saturation = info.saturation if info.dtype == np.uint16 or float(work.max()) <= 1.0 else None
-    return data, quality_report(work, after, saturation=saturation)
+    return data, quality_report(work, after, saturation=saturation, sky_masks=masks)
 
 
 def _infer(model, z: np.ndarray, *, tile: int, overlap: int | None, use_gpu: bool, providers, progress,
@@ -351,11 +382,8 @@ def denoise_image(
                          progress=_sub(progress, 0.8, 1.0), should_cancel=should_cancel)
         metadata = den.metadata
     denoised = norm.inverse(zh, unbiased=False)
-    if protect:
-        for scale in (1.5, 0.7):
-            denoised, _ = restore_structure(work, denoised, nm, scale=scale)
-        denoised, _ = restore_background_level(work, denoised)
-    out, report = _finish(work, denoised, info, strength)
+    del zh
+    out, report = _protect_and_finish(work, denoised, nm, info, strength, protect)
     return DenoiseResult(out, report, metadata, Path(save_model) if save_model else None, den.providers,
                          list(result.notes) + list(report.warnings))
 
@@ -457,11 +485,8 @@ def apply_model(
     zh, den = _infer(den, norm.forward(work), tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
                      progress=progress, should_cancel=should_cancel)
     denoised = norm.inverse(zh, unbiased=md.get("inverse") == "unbiased")
-    if protect:
-        for scale in (1.5, 0.7):
-            denoised, _ = restore_structure(work, denoised, nm, scale=scale)
-        denoised, _ = restore_background_level(work, denoised)
-    out, report = _finish(work, denoised, info, strength)
+    del zh
+    out, report = _protect_and_finish(work, denoised, nm, info, strength, protect)
     return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, den.providers,
                          warnings + list(report.warnings))
 

@@ -25,7 +25,10 @@ from scipy import ndimage
 
 from .noise import NoiseModel
 
-__all__ = ["restore_structure"]
+__all__ = ["restore_structure", "restore_background_level"]
+
+#: Rows per band of :func:`restore_structure`'s float64 work space.
+_BAND = 256
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -57,21 +60,35 @@ def restore_structure(
     """
     out = denoised.astype(np.float32, copy=True)
     sigma_l = 1.0 / (2.0 * np.sqrt(np.pi) * scale)
+    lo, hi = thresholds
+    # Row bands with a halo of the Gaussian's radius (scipy: int(4·s + 0.5))
+    # give exactly the full-frame filter inside each band, with float64 work
+    # space of a band instead of the frame.
+    halo = int(4.0 * float(scale) + 0.5)
+    height = x.shape[1]
     touched = 0
     for k in range(x.shape[0]):
-        r = x[k].astype(np.float64) - denoised[k]
-        var = noise.a[k] * denoised[k] + noise.c[k]
         floor = max(float(noise.sigma[k]) ** 2, 1e-30) * 0.25
-        rn = r / np.sqrt(np.maximum(var, floor))
-        low = ndimage.gaussian_filter(rn, scale, mode="reflect")
-        w = _smoothstep(np.abs(low) / sigma_l, *thresholds)
-        if np.any(w > 0):
-            out[k] += (w * ndimage.gaussian_filter(r, scale, mode="reflect")).astype(np.float32)
-            touched += int(np.count_nonzero(w > 0))
+        for y0 in range(0, height, _BAND):
+            y1 = min(y0 + _BAND, height)
+            a0, a1 = max(y0 - halo, 0), min(y1 + halo, height)
+            inner = slice(y0 - a0, y1 - a0)
+            r = x[k, a0:a1].astype(np.float64) - denoised[k, a0:a1]
+            var = noise.a[k] * denoised[k, a0:a1] + noise.c[k]
+            rn = r / np.sqrt(np.maximum(var, floor))
+            significance = np.abs(ndimage.gaussian_filter(rn, scale, mode="reflect")[inner]) / sigma_l
+            hit = significance > lo  # elsewhere the weight is 0 and nothing changes
+            if not hit.any():
+                continue
+            w = _smoothstep(significance[hit], lo, hi)
+            smooth = ndimage.gaussian_filter(r, scale, mode="reflect")[inner]
+            out[k, y0:y1][hit] += (w * smooth[hit]).astype(np.float32)
+            touched += int(np.count_nonzero(hit))
     return out, touched / x.size
 
 
-def restore_background_level(x: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, list[float]]:
+def restore_background_level(x: np.ndarray, denoised: np.ndarray,
+                             masks: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
     """Give back any constant sky-level change, per channel.
 
     Over the sky the removed part must average to zero; a briefly trained
@@ -80,6 +97,10 @@ def restore_background_level(x: np.ndarray, denoised: np.ndarray) -> tuple[np.nd
     :func:`siril_denoise.report.background_mask`, which does not select
     pixels by their own noisy value) is added back. Its own error is
     σ/sqrt(number of sky pixels), negligible.
+
+    ``masks``: the sky masks of ``x``'s channels, boolean ``(C, H, W)``,
+    when the caller has them (they are the quality report's too); by default
+    computed here with :func:`~siril_denoise.report.background_mask`.
 
     Returns:
         ``(corrected, offsets)``: float32 image and the offset added to each
@@ -90,11 +111,11 @@ def restore_background_level(x: np.ndarray, denoised: np.ndarray) -> tuple[np.nd
     out = denoised.astype(np.float32, copy=True)
     offsets = []
     for k in range(x.shape[0]):
-        mask = background_mask(x[k])
+        mask = background_mask(x[k]) if masks is None else masks[k]
         if mask.sum() < 100:
             offsets.append(0.0)
             continue
-        r = (x[k].astype(np.float64) - denoised[k])[mask]
+        r = x[k][mask].astype(np.float64) - denoised[k][mask]
         s = 1.4826 * np.median(np.abs(r - np.median(r)))
         r = r[np.abs(r - np.median(r)) <= 6 * max(s, 1e-30)]
         off = float(r.mean()) if r.size else 0.0

@@ -34,6 +34,7 @@ from siril_denoise.noise import estimate_sigma
 __all__ = [
     "QualityReport",
     "quality_report",
+    "measured_region",
     "background_mask",
     "find_stars",
     "aperture_flux",
@@ -65,6 +66,37 @@ def _interp_matrix(n_out: int, n_grid: int, block: int) -> np.ndarray:
     return m
 
 
+def _sorted_medians(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Median of the first ``counts[i]`` values of each row once sorted (the rest are +inf).
+
+    Equals ``np.nanmedian`` of rows whose invalid entries are NaN, in one
+    vectorised sort instead of a Python loop over rows.
+    """
+    s = np.sort(rows, axis=1)
+    i = np.arange(s.shape[0])
+    return (s[i, (counts - 1) // 2] + s[i, counts // 2]) / s.dtype.type(2)
+
+
+def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=...)`` with its default cross, by array shifts (faster)."""
+    out = mask
+    for _ in range(iterations):
+        m, out = out, out.copy()
+        out[1:] |= m[:-1]
+        out[:-1] |= m[1:]
+        out[:, 1:] |= m[:, :-1]
+        out[:, :-1] |= m[:, 1:]
+    return out
+
+
+def _checkerboard(shape: tuple[int, int]) -> np.ndarray:
+    """Boolean ``(H, W)``, True where ``row + column`` is even."""
+    black = np.zeros(shape, dtype=bool)
+    black[0::2, 0::2] = True
+    black[1::2, 1::2] = True
+    return black
+
+
 def _smooth_background(image: np.ndarray, valid: np.ndarray, block: int | None = None) -> np.ndarray:
     """Large-scale background, float32 ``(H, W)``.
 
@@ -76,15 +108,17 @@ def _smooth_background(image: np.ndarray, valid: np.ndarray, block: int | None =
     if block is None:
         block = int(np.clip(min(h, w) // 8, 16, 128))
     nby, nbx = -(-h // block), -(-w // block)
-    padded = np.full((nby * block, nbx * block), np.nan, dtype=np.float32)
-    padded[:h, :w] = np.where(valid, image, np.nan)
+    # Invalid pixels become +inf: after sorting each tile they come last, and
+    # the first ``count`` values are the valid ones in order.
+    padded = np.full((nby * block, nbx * block), np.inf, dtype=np.float32)
+    padded[:h, :w] = np.where(valid & np.isfinite(image), image, np.float32(np.inf))
     tiles = padded.reshape(nby, block, nbx, block).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
     del padded
     counts = np.isfinite(tiles).sum(axis=2)
     grid = np.full((nby, nbx), np.nan)
     ok = counts >= max(block * block // 10, 1)
     if ok.any():
-        grid[ok] = np.nanmedian(tiles[ok], axis=1)
+        grid[ok] = _sorted_medians(tiles[ok], counts[ok])
         fill = np.nanmedian(grid)
     else:
         fill = float(np.median(image[np.isfinite(image)])) if np.isfinite(image).any() else 0.0
@@ -99,12 +133,15 @@ def _gaussian_noise_factor(s: float) -> float:
     return 1.0 / (2.0 * math.sqrt(math.pi) * s)
 
 
-def _structure(resid: np.ndarray, use: np.ndarray, threshold: float, grow: int) -> np.ndarray:
-    """Where the residual, smoothed over 1.5 px using only the ``use`` pixels, exceeds ``threshold``; grown."""
+def _structure(resid: np.ndarray, use: np.ndarray, den: np.ndarray, threshold: float, grow: int) -> np.ndarray:
+    """Where the residual, smoothed over 1.5 px using only the ``use`` pixels, exceeds ``threshold``; grown.
+
+    ``den`` is the same smoothing of ``use`` itself (``gaussian_filter(use, 1.5)``),
+    passed in because it does not change between calls.
+    """
     num = ndimage.gaussian_filter(np.where(use, resid, np.float32(0)), 1.5)
-    den = ndimage.gaussian_filter(use.astype(np.float32), 1.5)
     found = num > threshold * np.maximum(den, 1e-6)
-    return ndimage.binary_dilation(found, iterations=grow) if grow > 0 else found
+    return _dilate(found, grow) if grow > 0 else found
 
 
 def background_mask(image2d: np.ndarray, *, nsigma: float = 3.0, grow: int = 3) -> np.ndarray:
@@ -129,23 +166,27 @@ def background_mask(image2d: np.ndarray, *, nsigma: float = 3.0, grow: int = 3) 
     finite = np.isfinite(x)
     if not finite.any():
         return finite
-    top = np.nanmax(np.where(finite, x, -np.inf))
+    all_finite = bool(finite.all())
+    top = np.max(x) if all_finite else np.nanmax(np.where(finite, x, -np.inf))
     base = finite & (x < top)
-    sigma = estimate_sigma(np.where(finite, x, np.nanmedian(x[finite])))
+    sigma = estimate_sigma(x if all_finite else np.where(finite, x, np.nanmedian(x[finite])))
     if not np.isfinite(sigma) or sigma <= 0:
         return base
-    yy, xx = np.indices(x.shape)
-    black = (yy + xx) % 2 == 0
+    black = _checkerboard(x.shape)
     # the smoothing uses half the pixels: its noise is sqrt(2) higher
     threshold = nsigma * sigma * _gaussian_noise_factor(1.5) * math.sqrt(2.0)
+    use_black, use_white = base & black, base & ~black
+    den_black = ndimage.gaussian_filter(use_black.astype(np.float32), 1.5)
+    den_white = ndimage.gaussian_filter(use_white.astype(np.float32), 1.5)
     mask = base
     for _ in range(2):
         bkg = _smooth_background(x, mask)
         resid = np.where(finite, x - bkg, np.float32(0))
         del bkg
-        from_black = _structure(resid, base & black, threshold, grow)
-        from_white = _structure(resid, base & ~black, threshold, grow)
+        from_black = _structure(resid, use_black, den_black, threshold, grow)
+        from_white = _structure(resid, use_white, den_white, threshold, grow)
         structure = np.where(black, from_white, from_black)
+        del from_black, from_white
         mask = base & ~structure & (np.abs(resid) < 5.0 * sigma)
     if mask.sum() < max(100, 0.02 * x.size):
         smooth = ndimage.gaussian_filter(resid, 1.5)
@@ -455,6 +496,21 @@ def _residual_correlation(resid: np.ndarray, structure: np.ndarray, where: np.nd
     return float((r * s).sum() / den) if den > 0 else 0.0
 
 
+def measured_region(shape: tuple[int, int], max_pixels: int = 8_000_000) -> tuple[slice, slice]:
+    """Rows and columns :func:`quality_report` measures on an image of ``shape`` ``(H, W)``.
+
+    The whole image up to ``max_pixels`` pixels; above, the centred crop of
+    the same aspect ratio holding about ``max_pixels`` pixels.
+    """
+    h, w = shape
+    if h * w <= max_pixels:
+        return slice(0, h), slice(0, w)
+    scale = math.sqrt(max_pixels / (h * w))
+    ch_, cw_ = max(int(h * scale), 1), max(int(w * scale), 1)
+    y0, x0 = (h - ch_) // 2, (w - cw_) // 2
+    return slice(y0, y0 + ch_), slice(x0, x0 + cw_)
+
+
 def quality_report(
     before: np.ndarray,
     after: np.ndarray,
@@ -462,6 +518,7 @@ def quality_report(
     saturation: float | None = None,
     star_positions: tuple[np.ndarray, np.ndarray] | None = None,
     max_pixels: int = 8_000_000,
+    sky_masks: np.ndarray | None = None,
 ) -> QualityReport:
     """Compare a denoised image with its input.
 
@@ -476,6 +533,13 @@ def quality_report(
             stars, residual) on a centred crop of this many pixels, which is
             statistically plenty and keeps a 24-megapixel frame to seconds;
             new zero and clipped pixels are always counted over the whole image.
+        sky_masks: optional boolean ``(C, H, W)``: the sky mask of each
+            channel of ``before``, when the caller has it already (the
+            pipeline computes it once for the report and for
+            :func:`~siril_denoise.protect.restore_background_level`). Only
+            its :func:`measured_region` is read, and there it must equal
+            ``background_mask`` of that region of ``before``. By default it
+            is computed here.
 
     Returns:
         A :class:`QualityReport`; its ``warnings`` list every design limit broken.
@@ -484,19 +548,21 @@ def quality_report(
     a = _as_chw(after)
     if a.shape != b.shape:
         raise ValueError(f"before {b.shape} and after {a.shape} differ in shape")
+    if sky_masks is not None:
+        sky_masks = np.asarray(sky_masks, dtype=bool).reshape(b.shape)
     if saturation is None:
         saturation = 65535.0 if float(np.nanmax(b)) > 1.0 else 1.0
     c = b.shape[0]
     new_zero = int(np.count_nonzero((a <= 0) & (b > 0)))
     new_clip = int(np.count_nonzero((a >= saturation) & (b < saturation)))
 
-    h, w = b.shape[1:]
-    if h * w > max_pixels:
-        scale = math.sqrt(max_pixels / (h * w))
-        ch_, cw_ = max(int(h * scale), 1), max(int(w * scale), 1)
-        y0, x0 = (h - ch_) // 2, (w - cw_) // 2
-        b = b[:, y0: y0 + ch_, x0: x0 + cw_]
-        a = a[:, y0: y0 + ch_, x0: x0 + cw_]
+    rows, cols = measured_region(b.shape[1:], max_pixels)
+    if (rows.stop - rows.start, cols.stop - cols.start) != b.shape[1:]:
+        y0, x0 = rows.start, cols.start
+        b = b[:, rows, cols]
+        a = a[:, rows, cols]
+        if sky_masks is not None:
+            sky_masks = sky_masks[:, rows, cols]
         if star_positions is not None:
             px, py = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in star_positions)
             star_positions = (px - x0, py - y0)
@@ -505,7 +571,7 @@ def quality_report(
     for ch in range(c):
         bc = b[ch]
         ac = a[ch]
-        mask = background_mask(bc) & np.isfinite(ac)
+        mask = (background_mask(bc) if sky_masks is None else sky_masks[ch]) & np.isfinite(ac)
         sky_frac.append(float(mask.mean()))
         s_in = estimate_sigma(bc, mask)
         noise_in.append(s_in)
