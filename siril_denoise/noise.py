@@ -42,8 +42,9 @@ _MAD_TO_SIGMA = 1.482602218505602
 BAND_ROWS = 256
 
 
-def row_bands(height: int, rows: int = BAND_ROWS):
-    """Slices ``[y0, y1)`` of ``rows`` rows (the last one shorter) covering ``height``."""
+def row_bands(height: int, rows: int | None = None) -> list[slice]:
+    """Slices ``[y0, y1)`` of ``rows`` rows (default :data:`BAND_ROWS`; the last one shorter) covering ``height``."""
+    rows = rows or BAND_ROWS
     return [slice(y0, min(y0 + rows, height)) for y0 in range(0, height, rows)]
 
 

@@ -125,12 +125,16 @@ def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto")
     return nm, Normaliser.fit(frames, nm, transform)
 
 
-#: Default training recipe of each method (see docs/benchmark.md, "Recipe sweep"): work counted in
-#: steps, so a run gives the same model on a busy machine as on a quiet one.
+#: Default training recipe of each method, chosen by measurement (docs/benchmark.md, "Training: recipe
+#: sweep"): work is counted in steps, so a run gives the same model on a busy machine as on a quiet one.
+#: n2n: a 2-level U-Net of width 32 on 8 crops of 64² (+1 dB over BM3D-GAT on the faint 512² session at
+#: 800 steps, where width 16, bfloat16 or pixel-unshuffled variants lose 0.3-7 dB); zsn2n: more steps on
+#: 64² crops beat fewer on 128² at a third of the cost.
 RECIPES = {
-    "zsn2n": dict(max_steps=300, batch=8, crop=128, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
+    "zsn2n": dict(max_steps=600, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
     "nb2nb": dict(max_steps=1000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20, val_batches=8),
-    "n2n": dict(max_steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=16),
+    "n2n": dict(max_steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8,
+                net_options={"levels": 2, "features": 32}),
 }
 
 
@@ -140,12 +144,14 @@ def default_steps(method: str) -> int:
 
 
 def _train_config(method: str, time_budget: float | None, seed: int, device: str, max_steps: int | None,
-                  threads: int | None = None):
+                  threads: int | None = None, recipe: dict | None = None):
     from .training import TrainConfig
 
     # Validation losses are noisy (the targets are noisy): many held-out
     # batches, so that "best" is not decided by the luck of a few crops.
-    cfg = TrainConfig(**RECIPES[method])
+    knobs = {**RECIPES[method], **(recipe or {})}
+    knobs.pop("net_options", None)
+    cfg = TrainConfig(**knobs)
     cfg.time_budget, cfg.seed, cfg.device, cfg.threads = time_budget, seed, device, threads
     if max_steps:
         cfg.max_steps = int(max_steps)
@@ -179,6 +185,19 @@ def _registration_eta(progress: Progress | None, network, channels: int, cfg, ti
         progress(0.05 * f, f"{msg}; ~{_duration(reg_left + guess + 3.0)} left (registration, training, export)")
 
     return cb
+
+
+def _build(net_name: str, method: str, channels: int, seed: int, recipe: dict | None):
+    """The network, seeded; the recipe's ``net_options`` (width, levels...) apply to the method's own network."""
+    import torch
+
+    from .networks import build_network
+
+    options = {}
+    if net_name == DEFAULT_NET[method]:
+        options = {**RECIPES[method].get("net_options", {}), **(recipe or {}).get("net_options", {})}
+    torch.manual_seed(seed)  # the initial weights
+    return build_network(net_name, channels, **options)
 
 
 def _after_training(network, channels: int, pixels: float) -> Callable[[float], float]:
@@ -259,15 +278,33 @@ def sky_masks(work: np.ndarray) -> np.ndarray:
     return masks
 
 
+class _Stages:
+    """Adds the seconds since the previous call to ``timings[name]`` (does nothing without a dict)."""
+
+    def __init__(self, timings: dict | None) -> None:
+        self.timings, self.t = timings, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.t
+            self.t = now
+
+
 def _protect_and_finish(work: np.ndarray, denoised: np.ndarray, nm: NoiseModel, info: LayoutInfo, strength: float,
-                        protect: bool) -> tuple[np.ndarray, QualityReport]:
+                        protect: bool, stage: _Stages | None = None) -> tuple[np.ndarray, QualityReport]:
     """Post-processing of the network's output (data units): protect, strength blend, layout, report."""
+    stage = stage or _Stages(None)
     masks = sky_masks(work)
+    stage("report")
     if protect:
         for scale in (1.5, 0.7):
             denoised, _ = restore_structure(work, denoised, nm, scale=scale)
         denoised, _ = restore_background_level(work, denoised, masks)
-    return _finish(work, denoised, info, strength, masks)
+    stage("protect")
+    out = _finish(work, denoised, info, strength, masks)
+    stage("report")
+    return out
 
 
 def _finish(work: np.ndarray, denoised: np.ndarray, info: LayoutInfo, strength: float,
@@ -292,7 +329,11 @@ def _infer(model, z: np.ndarray, *, tile: int, overlap: int | None, use_gpu: boo
     den = model if isinstance(model, OnnxDenoiser) else OnnxDenoiser(model, use_gpu=use_gpu, providers=providers)
     if overlap is None:
         overlap = max(32, tile // 4)
-    out = run_tiled(den, z, tile=tile, overlap=overlap, batch=4, progress=progress, should_cancel=should_cancel)
+    # One tile per call on the CPU: onnxruntime's work space grows with the
+    # batch (U-Net, 256² tiles: +160 MB at 1, +500 MB at 4) for no measurable
+    # speed; GPUs gain from batches.
+    batch = 4 if den.on_gpu else 1
+    out = run_tiled(den, z, tile=tile, overlap=overlap, batch=batch, progress=progress, should_cancel=should_cancel)
     return out, den
 
 
@@ -316,6 +357,7 @@ def denoise_image(
     seed: int = 0,
     max_steps: int | None = None,
     threads: int | None = None,
+    recipe: dict | None = None,
 ) -> DenoiseResult:
     """Denoise one image with a zero-shot method trained on the image itself.
 
@@ -344,6 +386,10 @@ def denoise_image(
             input, seed, steps and ``threads`` give the same output.
         threads: torch threads for training (default: half the CPUs, fixed
             whatever the load; see :func:`siril_denoise.training.default_threads`).
+        recipe: overrides of the method's training recipe (:data:`RECIPES`):
+            :class:`~siril_denoise.training.TrainConfig` fields, and
+            ``net_options`` for the network (``features``, ``levels``...);
+            for experiments such as the benchmark's recipe sweep.
         progress: ``progress(fraction, message)``; should_cancel: polled often.
 
     Returns:
@@ -353,7 +399,6 @@ def denoise_image(
 
     from .export import export_onnx
     from .methods import METHODS, SINGLE_IMAGE_METHODS
-    from .networks import build_network
     from .training import train
 
     if method not in SINGLE_IMAGE_METHODS:
@@ -364,10 +409,9 @@ def denoise_image(
     z = norm.forward(work)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
     net_name = net or DEFAULT_NET[method]
-    torch.manual_seed(seed)  # the initial weights
-    network = build_network(net_name, work.shape[0])
+    network = _build(net_name, method, work.shape[0], seed, recipe)
     m = METHODS[method]([work], norm)
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads)
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads, recipe)
     cfg.crop = _fit_crop(cfg.crop, work.shape[1:], getattr(network, "multiple", 1))
     result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel,
                    after=_after_training(network, work.shape[0], work.shape[1] * work.shape[2]))
@@ -458,17 +502,23 @@ def apply_model(
     meta=None,
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
+    timings: dict | None = None,
 ) -> DenoiseResult:
     """Denoise an image with a saved siril-denoise ``.onnx`` model (no torch needed).
 
     The image is normalised the way the model was trained (the transform
     recorded in the model; noise parameters re-estimated on this image so
     its noise sits at σ ≈ 1 in the network domain). Options as in
-    :func:`denoise_image`.
+    :func:`denoise_image`. ``timings``: when a dict is given, the seconds of
+    each stage are stored in it: ``"prepare"`` (model, layout, noise
+    model, forward transform), ``"inference"``, ``"protect"`` (inverse
+    transform and :mod:`~siril_denoise.protect`), ``"report"`` (sky masks,
+    blend, layout, quality report); see ``siril-denoise bench --speed``.
 
     Raises:
         ModelError: unreadable model, or channels / CFA mode do not fit.
     """
+    stage = _Stages(timings)
     den = OnnxDenoiser(model, use_gpu=use_gpu, providers=providers)
     md = den.metadata
     pattern = normalise_pattern(cfa_pattern)
@@ -482,12 +532,18 @@ def apply_model(
     warnings = _mismatch_warnings(md, nm, info, meta, work)
     for w in warnings:
         log.warning(w)
-    zh, den = _infer(den, norm.forward(work), tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
+    z = norm.forward(work)
+    stage("prepare")
+    zh, den = _infer(den, z, tile=tile, overlap=overlap, use_gpu=use_gpu, providers=providers,
                      progress=progress, should_cancel=should_cancel)
+    providers_used = den.providers
+    del z, den  # the session's work space is freed before the full-frame passes
+    stage("inference")
     denoised = norm.inverse(zh, unbiased=md.get("inverse") == "unbiased")
     del zh
-    out, report = _protect_and_finish(work, denoised, nm, info, strength, protect)
-    return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, den.providers,
+    stage("protect")
+    out, report = _protect_and_finish(work, denoised, nm, info, strength, protect, stage)
+    return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, providers_used,
                          warnings + list(report.warnings))
 
 
@@ -508,6 +564,7 @@ def train_on_frames(
     out_dir: str | Path | None = None,
     validation_frame: int | None = None,
     threads: int | None = None,
+    recipe: dict | None = None,
 ) -> TrainedModel:
     """Learn a denoiser from the frames of one session.
 
@@ -525,7 +582,7 @@ def train_on_frames(
             last one). Never used for training.
         out_dir: where the model and its validation curve go (default: a
             new temporary folder).
-        time_budget, max_steps, seed, threads: as in :func:`denoise_image`.
+        time_budget, max_steps, seed, threads, recipe: as in :func:`denoise_image`.
 
     Returns:
         :class:`TrainedModel`.
@@ -534,7 +591,6 @@ def train_on_frames(
 
     from .export import export_onnx
     from .methods import METHODS, Noise2Noise
-    from .networks import build_network
     from .pairs import PairSampler, full_to_packed_homography
     from .training import save_history, train
 
@@ -562,8 +618,7 @@ def train_on_frames(
     nm, norm = _noise_and_normaliser(works, info, meta)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
     net_name = net or DEFAULT_NET[method]
-    torch.manual_seed(seed)  # the initial weights
-    network = build_network(net_name, works[0].shape[0])
+    network = _build(net_name, method, works[0].shape[0], seed, recipe)
     extra: dict = {}
     if method == "n2n":
         n = len(works)
@@ -576,7 +631,7 @@ def train_on_frames(
         else:
             from .pairs import register
 
-            cfg0 = _train_config(method, time_budget, seed, "cpu", max_steps, threads)
+            cfg0 = _train_config(method, time_budget, seed, "cpu", max_steps, threads, recipe)
             homographies = register(works, progress=_registration_eta(progress, network, works[0].shape[0], cfg0, time_budget),
                                     should_cancel=should_cancel)
         if n >= 3:
@@ -592,7 +647,7 @@ def train_on_frames(
         extra = {"validation_frame": val, "pairs": tr.pair_stats()}
     else:
         m = METHODS[method](works, norm)
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads)
+    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads, recipe)
     cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), 0.75 if method == "n2n" else 1.0)
     result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel,
                    after=lambda gflops: 3.0)  # export, parity check and the training curve

@@ -278,3 +278,25 @@ def test_6000x4000_frame_within_1gb_peak_rss(model_path, tmp_path):
     peak_mb = float(res.stdout.strip().splitlines()[-1])
     print(f"peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 1024
+
+
+def test_sessions_use_a_fixed_thread_count_that_the_environment_can_set(model_path, monkeypatch):
+    """The CPU thread count does not depend on the machine's load; SIRIL_DENOISE_THREADS overrides it."""
+    monkeypatch.delenv(inference.THREADS_ENV, raising=False)
+    assert inference.inference_threads() >= 1
+    monkeypatch.setenv(inference.THREADS_ENV, "1")
+    assert inference.inference_threads() == 1
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(model, sess_options=None, providers=None):
+        seen.append(sess_options.intra_op_num_threads)
+        return real(model, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    one = OnnxDenoiser(model_path, use_gpu=False)
+    monkeypatch.setenv(inference.THREADS_ENV, "2")
+    two = OnnxDenoiser(model_path, use_gpu=False)
+    assert seen == [1, 2]
+    x = np.random.default_rng(3).standard_normal((2, one.channels, 64, 64), dtype=np.float32)
+    np.testing.assert_array_equal(one(x), two(x))  # the same numbers with 1 or 2 threads

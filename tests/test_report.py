@@ -13,6 +13,7 @@ from siril_denoise.report import (
     background_mask,
     display_stretch,
     find_stars,
+    measured_region,
     psnr,
     quality_report,
     stretch_params_from,
@@ -187,3 +188,48 @@ def test_real_frame_flags_nl_bayes_star_loss():
     assert r.noise_reduction_binned_overall > 5  # it does clean the sky...
     assert r.star_flux_ratio < 0.9 and r.faint_star_flux_ratio < r.star_flux_ratio  # ...at the stars' cost
     assert any("Faint-star" in w for w in r.warnings)
+
+
+def test_shared_sky_masks_give_the_same_report(faint):
+    """The pipeline computes the sky masks once for the background restore and the report."""
+    from siril_denoise.pipeline import sky_masks
+
+    before, truth, _ = faint
+    after = truth + 0.3 * (before - truth)
+    b = before[None]
+    assert quality_report(b, after[None], sky_masks=sky_masks(b)) == quality_report(b, after[None])
+    # above max_pixels only the measured centre is read, and it matches a mask computed there
+    big = np.tile(b, (1, 2, 2))
+    big_after = np.tile(after[None], (1, 2, 2))
+    masks = np.zeros(big.shape, dtype=bool)
+    rows, cols = measured_region(big.shape[1:], 40_000)
+    masks[0, rows, cols] = background_mask(big[0, rows, cols])
+    assert (quality_report(big, big_after, max_pixels=40_000, sky_masks=masks)
+            == quality_report(big, big_after, max_pixels=40_000))
+
+
+def test_sky_mask_with_nan_and_clipped_pixels_matches_the_plain_definition():
+    """The faster mask (sorted tile medians, shift dilation) keeps its meaning: NaN and clipped pixels are never sky."""
+    s = sy.bright_mono((300, 260), seed=3)
+    x = s.frames[0].astype(np.float32)
+    x[40:60, 30:90] = np.nan
+    x[200, 100:104] = x.max()
+    m = background_mask(x)
+    assert not m[40:60, 30:90].any() and not m[200, 100:104].any()
+    assert 0.3 < m.mean() < 0.95
+    from scipy import ndimage
+
+    from siril_denoise import report
+
+    seed = np.zeros((50, 50), dtype=bool)
+    seed[[0, 10, 25, 49], [3, 49, 25, 0]] = True
+    assert np.array_equal(report._dilate(seed, 3), ndimage.binary_dilation(seed, iterations=3))
+    rows = np.random.default_rng(0).random((6, 400)).astype(np.float32)
+    counts = np.array([400, 399, 250, 41, 40, 1])
+    with_nan = rows.copy()
+    with_inf = rows.copy()
+    for i, n in enumerate(counts):
+        keep = np.random.default_rng(i).permutation(400)[:n]
+        drop = np.setdiff1d(np.arange(400), keep)
+        with_nan[i, drop], with_inf[i, drop] = np.nan, np.inf
+    np.testing.assert_array_equal(report._sorted_medians(with_inf, counts), np.nanmedian(with_nan, axis=1))

@@ -1,5 +1,11 @@
-"""Inference speed and memory of the networks (random weights), and training time.
+"""Speed and memory: our ``apply`` end to end next to Siril's NL-Bayes, the networks alone, training time.
 
+* End to end (:func:`end_to_end`): ``apply`` of a briefly trained session
+  model (the default network, and the U-Net) on a 4096×3072 faint 16-bit
+  mono frame in a fresh process, read to written, with the seconds of each
+  stage; Siril 1.4.4's ``denoise`` (NL-Bayes) on the same frame when
+  ``siril-cli`` is installed; the peak RSS of ``apply`` on 6000×4000; and
+  tiled vs untiled with the trained models.
 * Throughput (megapixels per second) of ``zsn2n``, ``dncnn`` and ``unet``
   through the same :func:`siril_denoise.inference.run_tiled` (the pipeline's
   tile 256 / overlap 64, batch 4), on onnxruntime (:class:`OnnxDenoiser`
@@ -137,6 +143,237 @@ def _child(model: Path, height: int = 4000, width: int = 6000) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# --------------------------------------------------------------------------
+# End to end: our `apply` next to Siril's NL-Bayes on the same frame
+# --------------------------------------------------------------------------
+
+#: Frame sizes (height, width) of the end-to-end runs, and of the memory run.
+E2E_SHAPE = {True: (1536, 2048), False: (3072, 4096)}
+MEMORY_SHAPE = (4000, 6000)
+#: Training steps of the session models the end-to-end runs apply.
+E2E_STEPS = {True: 30, False: 150}
+SIRIL_CLI = Path("/opt/siril/bin/siril-cli")
+
+
+def speed_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A faint 16-bit mono sub of ``height``×``width`` (uint16 ADU).
+
+    A synthetic faint scene of up to 1024² (stars, nebulosity,
+    Poisson–Gaussian noise; see :func:`siril_denoise.synthetic.faint_mono`)
+    mirrored to fill the frame: the same statistics everywhere, at a fraction
+    of the cost of rendering a 24-megapixel sky.
+    """
+    from siril_denoise.synthetic import faint_mono
+
+    side = min(1024, height, width)
+    tile = faint_mono(side, seed=seed).frames[0]
+    return np.pad(tile, ((0, height - side), (0, width - side)), mode="symmetric")
+
+
+def session_model(path: Path, net: str | None, steps: int, seed: int = 0) -> dict:
+    """Train Noise2Noise (``net``; None: the default network) on a 4-frame faint 256² session, save it at ``path``.
+
+    Returns the model's metadata. A few steps are enough for timing: what
+    matters is the network's shape and that its output differs from its input.
+    """
+    import shutil
+
+    from siril_denoise.pipeline import train_on_frames
+    from siril_denoise.synthetic import faint_mono
+
+    s = faint_mono(256, seed=seed + 1, n_frames=4, dither=4)
+    with tempfile.TemporaryDirectory(prefix="siril-denoise-speed-model-") as tmp:
+        m = train_on_frames(list(s.frames), homographies=list(s.homographies), method="n2n", net=net,
+                            max_steps=steps, use_gpu=False, out_dir=tmp, seed=seed)
+        shutil.copyfile(m.onnx_path, path)
+    return m.metadata
+
+
+def apply_child(model: str, frame: str, out: str, t_start: float | None = None) -> dict:
+    """In this (fresh) process: read ``frame``, ``apply_model`` on the CPU, write ``out``, as ``siril-denoise apply`` does.
+
+    Returns seconds per stage (``import``, ``read``, the stages of
+    :func:`~siril_denoise.pipeline.apply_model`, ``write``), ``seconds``
+    (read to written, imports excluded), ``peak_rss_mb`` (the process's
+    lifetime maximum resident set) and the report's noise reduction.
+    """
+    import resource
+
+    t0 = time.perf_counter()
+    from siril_denoise.io import read_image, write_image
+    from siril_denoise.pipeline import apply_model
+
+    t1 = time.perf_counter()
+    loaded = read_image(frame)
+    t2 = time.perf_counter()
+    stages: dict = {}
+    res = apply_model(loaded.data, model, use_gpu=False, meta=loaded.meta, timings=stages)
+    t3 = time.perf_counter()
+    write_image(out, res.data, like=loaded, overwrite=True)
+    t4 = time.perf_counter()
+    return {"import": t1 - t0, "read": t2 - t1, **stages, "write": t4 - t3, "seconds": t4 - t1,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "noise_reduction": res.report.noise_reduction_overall}
+
+
+def _cpu_children() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_apply(model: Path, frame: Path, out: Path) -> dict:
+    """:func:`apply_child` in a fresh subprocess; adds ``wall`` (the whole process) and ``cpu`` seconds."""
+    code = ("import json; from siril_denoise.bench.speed import apply_child; "
+            f"print(json.dumps(apply_child({str(model)!r}, {str(frame)!r}, {str(out)!r})))")
+    cpu0, t0 = _cpu_children(), time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
+    return {**json.loads(res.stdout.strip().splitlines()[-1]), "wall": wall, "cpu": cpu}
+
+
+def _siril_seconds(text: str, what: str) -> float | None:
+    """Seconds from a Siril log line such as ``NL-Bayes execution time: 1 min 02 s`` (or ``... 9.71 s``)."""
+    import re
+
+    m = re.search(rf"{what} execution time:\s*(?:(\d+)\s*min\s*)?([\d.]+)\s*s", text)
+    if not m:
+        return None
+    return 60.0 * float(m.group(1) or 0) + float(m.group(2))
+
+
+def run_siril_denoise(frame: Path, workdir: Path, siril: Path = SIRIL_CLI) -> dict | None:
+    """Siril's own ``denoise`` (NL-Bayes, defaults) on ``frame`` with ``siril-cli``; None when Siril is absent.
+
+    Returns ``wall`` and ``cpu`` of the whole siril-cli process (start, load,
+    denoise, save) and ``denoise``, the NL-Bayes time Siril logs.
+    """
+    if not siril.exists():
+        return None
+    import os
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "nlbayes.ssf"
+    script.write_text(f"requires 1.4.0\nload {frame.resolve()}\ndenoise\nsave {(workdir / 'nlbayes').resolve()}\n")
+    env = {**os.environ, "PATH": f"{siril.parent}:/usr/local/bin:/usr/bin:/bin"}
+    cpu0, t0 = _cpu_children(), time.perf_counter()
+    res = subprocess.run([str(siril), "-d", str(workdir), "-s", str(script.resolve())], capture_output=True,
+                         text=True, env=env)
+    wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
+    log = res.stdout + res.stderr
+    denoise = _siril_seconds(log, "NL-Bayes")
+    if res.returncode != 0 or denoise is None:
+        raise RuntimeError(f"siril-cli denoise failed (exit {res.returncode}): {log[-2000:]}")
+    return {"wall": wall, "cpu": cpu, "denoise": denoise, "seconds": denoise}
+
+
+def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) -> dict:
+    """Our ``apply`` (read → write) next to Siril's NL-Bayes, and the peak RSS of ``apply`` on 6000×4000.
+
+    The default Noise2Noise network and the 3-level U-Net (when the default
+    is another one), each briefly trained on a synthetic session, are
+    applied to the same faint 16-bit mono frame, alternating with Siril so
+    that load changes on a shared machine hit both alike. Returns
+    ``{"rows", "memory", "tiling", "shape"}``.
+    """
+    from siril_denoise.io import write_image
+    from siril_denoise.pipeline import DEFAULT_NET
+
+    say = progress or (lambda m: None)
+    nets = [DEFAULT_NET["n2n"]] + (["unet"] if DEFAULT_NET["n2n"] != "unet" else [])
+    h, w = E2E_SHAPE[quick]
+    rows, memory, tiling = [], [], []
+    with tempfile.TemporaryDirectory(prefix="siril-denoise-e2e-") as tmp:
+        tmp = Path(tmp)
+        models = {}
+        for net in nets:
+            say(f"end to end: training a {net} session model ({E2E_STEPS[quick]} steps)")
+            models[net] = tmp / f"{net}.onnx"
+            session_model(models[net], net, E2E_STEPS[quick])
+        frame = tmp / "frame.fits"
+        write_image(frame, speed_frame(h, w))
+        mp = h * w / 1e6
+        for net, path in models.items():
+            say(f"end to end: apply {net} on {w}×{h}")
+            r = run_apply(path, frame, tmp / f"out-{net}.fits")
+            rows.append({"label": f"siril-denoise apply, {net}", **r, "mpix_per_s": mp / r["seconds"]})
+            tiling.append({"label": net, "max_abs_diff": trained_tiling_error(path, frame)})
+        say(f"end to end: Siril NL-Bayes on {w}×{h}")
+        sr = run_siril_denoise(frame, tmp / "siril")
+        if sr is not None:
+            rows.append({"label": "Siril 1.4.4 denoise (NL-Bayes)", **sr, "mpix_per_s": mp / sr["denoise"]})
+        if not quick:
+            mh, mw = MEMORY_SHAPE
+            big = tmp / "big.fits"
+            write_image(big, speed_frame(mh, mw))
+            for net, path in models.items():
+                say(f"memory: apply {net} on {mw}×{mh}")
+                r = run_apply(path, big, tmp / f"big-{net}.fits")
+                memory.append({"label": f"{net} {mw}×{mh}", **r, "mpix_per_s": mh * mw / 1e6 / r["seconds"]})
+    return {"rows": rows, "memory": memory, "tiling": tiling, "shape": (h, w)}
+
+
+def trained_tiling_error(model: Path, frame: Path, side: int = 640) -> float:
+    """Max |tiled − untiled| (network domain, σ ≈ 1) of a trained model on a crop of ``frame``, at least ``OVERLAP`` px from the edges.
+
+    Random weights understate it: a trained network's deep layers see
+    farther than the ignored quarter of the overlap.
+    """
+    from siril_denoise.inference import OnnxDenoiser, run_tiled
+    from siril_denoise.io import read_image
+    from siril_denoise.layout import to_working
+    from siril_denoise.pipeline import _noise_and_normaliser
+
+    fn = OnnxDenoiser(model, use_gpu=False)
+    loaded = read_image(frame)
+    work, info = to_working(loaded.data[:side, :side])
+    _, norm = _noise_and_normaliser(work, info, loaded.meta, fn.metadata.get("normalisation", {}).get("transform", "auto"))
+    z = norm.forward(work)
+    n = side // fn.multiple * fn.multiple
+    z = np.ascontiguousarray(z[:, :n, :n])
+    whole = fn(z[None])[0]
+    tiled = run_tiled(fn, z, tile=TILE, overlap=OVERLAP, batch=BATCH)
+    m = OVERLAP
+    return float(np.abs(tiled - whole)[:, m:-m, m:-m].max())
+
+
+def _e2e_markdown(e2e: dict) -> list[str]:
+    h, w = e2e["shape"]
+    stages = ("import", "read", "prepare", "inference", "protect", "report", "write")
+    fmt = lambda v: "–" if v is None else f"{v:.1f}"
+    md = [f"End to end on a {w}×{h} faint 16-bit mono frame ({h * w / 1e6:.1f} MP), in one run: our `apply` "
+          "(read, noise model, tiled onnxruntime inference, protect, report, write; a fresh process each) and "
+          "Siril's own `denoise` (NL-Bayes, defaults) in `siril-cli`. MP/s: megapixels over the read-to-written "
+          "seconds for ours, over Siril's logged NL-Bayes time for Siril. wall / CPU: the whole process "
+          "(interpreter or Siril start-up included); CPU seconds depend less on other load than wall time.", ""]
+    md.append(markdown_table(e2e["rows"], [("s", "seconds", _num(".1f")), ("MP/s", "mpix_per_s", _num(".3f")),
+                                           ("process wall s", "wall", _num(".1f")), ("CPU s", "cpu", _num(".1f")),
+                                           ("peak RSS MB", "peak_rss_mb", lambda v: fmt(v) if v is None else f"{v:.0f}")],
+                              first="what"))
+    ours = [r for r in e2e["rows"] if "import" in r]
+    if ours:
+        md += ["", "Where our seconds go:", ""]
+        md.append(markdown_table(ours, [(k, k, lambda v: fmt(v)) for k in stages]
+                                 + [("noise ×", "noise_reduction", _num(".1f"))], first="what"))
+    nl = next((r for r in e2e["rows"] if "NL-Bayes" in r["label"]), None)
+    if nl and ours:
+        md += ["", "Speed relative to NL-Bayes (target ≥ 1.5×): " + "; ".join(
+            f"{r['label']}: {r['mpix_per_s'] / nl['mpix_per_s']:.2f}× by MP/s, "
+            f"{nl['cpu'] / r['cpu']:.2f}× by whole-process CPU seconds" for r in ours)]
+    if e2e["memory"]:
+        md += ["", "Peak RSS of the whole `apply` process on a 6000×4000 mono frame (target ≤ 1024 MB):", ""]
+        md.append(markdown_table(e2e["memory"], [("peak RSS MB", "peak_rss_mb", _num(".0f")),
+                                                 ("s", "seconds", _num(".1f")), ("MP/s", "mpix_per_s", _num(".3f"))]
+                                 + [(k, k, lambda v: fmt(v)) for k in stages[1:]], first="what"))
+    if e2e["tiling"]:
+        md += ["", f"Tiled vs untiled with the trained session models (640² crop of the frame, network domain, "
+               f"at least {OVERLAP} px from the edges; target ≤ 1e-5):", ""]
+        md.append(markdown_table(e2e["tiling"], [("max |tiled − untiled|", "max_abs_diff", _num(".2e"))],
+                                 first="network"))
+    return md
+
+
 def _gpu_backends() -> list[tuple[str, str]]:
     out = []
     try:
@@ -158,14 +395,17 @@ def _gpu_backends() -> list[tuple[str, str]]:
 
 def run_speed(*, quick: bool = False, scenario_results: dict | None = None,
               progress: Callable[[str], None] | None = None) -> dict:
-    """All speed and memory measurements; returns ``{"peak_gflops", "rows", "rss", "tiling", "markdown"}``.
+    """All speed and memory measurements; returns ``{"peak_gflops", "rows", "rss", "tiling", "end_to_end", "markdown"}``.
 
-    Quick: 1 and 6 MP; the 6000×4000 memory test for ``zsn2n`` only. Full:
-    also 24 MP (mono and RGB), and the memory test for every network.
+    First :func:`end_to_end` (our ``apply`` next to Siril's NL-Bayes; quick:
+    on 2048×1536 without the 6000×4000 memory run). Then the networks
+    alone. Quick: 1 and 6 MP; the 6000×4000 memory test for ``zsn2n`` only.
+    Full: also 24 MP (mono and RGB), and the memory test for every network.
     """
     from siril_denoise.export import torch_callable
     from siril_denoise.inference import OnnxDenoiser
 
+    e2e = end_to_end(quick=quick, progress=progress)
     peak = matmul_gflops()
     sizes = (1, 6) if quick else (1, 6, 24)
     rows, rss, tiling = [], [], []
@@ -207,8 +447,9 @@ def run_speed(*, quick: bool = False, scenario_results: dict | None = None,
                 training.append({"scenario": scen, "method": r["method"], "seconds": r["train_seconds"],
                                  "steps": r.get("train_steps"), "stopped": r.get("train_stopped"),
                                  "device": r.get("train_device")})
-    md = [f"Machine float32 matmul peak (torch, 2048²): {peak:.0f} GFLOP/s. Tiling: tile {TILE}, overlap "
-          f"{OVERLAP}, batch {BATCH} (the pipeline's defaults).", ""]
+    md = _e2e_markdown(e2e) + ["", "Networks alone (random weights):", ""]
+    md += [f"Machine float32 matmul peak (torch, 2048²): {peak:.0f} GFLOP/s. Tiling: tile {TILE}, overlap "
+           f"{OVERLAP}, batch {BATCH} (the pipeline's defaults).", ""]
     for r in rows:
         r["label"] = f"{r['network']} {'mono' if r['channels'] == 1 else 'RGB'} {r['backend']}/{r['device']}"
     md.append(markdown_table(rows, [("MP", "megapixels", _num("d")), ("s", "seconds", _num(".2f")),
@@ -235,4 +476,4 @@ def run_speed(*, quick: bool = False, scenario_results: dict | None = None,
                                             ("stopped", "stopped", lambda v: str(v)),
                                             ("device", "device", lambda v: str(v))], first="method"))
     return {"peak_gflops": peak, "rows": rows, "rss": rss, "tiling": tiling, "training": training,
-            "markdown": "\n".join(md) + "\n"}
+            "end_to_end": e2e, "markdown": "\n".join(md) + "\n"}
