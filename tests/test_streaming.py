@@ -50,3 +50,22 @@ def test_restore_structure_does_not_depend_on_the_band(frame, monkeypatch, rows)
         banded, f_banded = _with_bands(monkeypatch, rows, lambda: protect.restore_structure(x, den, nm, scale=scale))
         np.testing.assert_array_equal(whole, banded)
         assert f_whole == f_banded > 0.01  # it did restore something (star cores)
+
+
+def test_large_frames_fit_the_noise_model_on_spread_rows_without_losing_accuracy(monkeypatch):
+    """Above NOISE_MODEL_PIXELS the model is measured on bands of rows; the noise it predicts stays the frame's."""
+    rng = np.random.default_rng(0)
+    h, w = 1400, 1200
+    level = 300.0 + 2000.0 * np.linspace(0.0, 1.0, w)[None, :] * np.linspace(0.2, 1.0, h)[:, None]  # electrons
+    x = ((rng.poisson(level) + rng.normal(0.0, 4.0, level.shape)) / 0.8 + 100.0).astype(np.float32)[None]
+    monkeypatch.setattr(noise, "NOISE_MODEL_PIXELS", 500_000)
+    rows = noise.sample_rows(h, w, noise.NOISE_MODEL_PIXELS)
+    assert rows is not None and 0.3e6 < rows.size * w <= 0.6e6 and rows[0] % 2 == 0
+    sampled = estimate_noise_model(x)
+    monkeypatch.setattr(noise, "NOISE_MODEL_PIXELS", 10**9)
+    whole = estimate_noise_model(x)
+    for xl in (np.percentile(x, 5), np.percentile(x, 95)):  # predicted noise at the faint and bright end
+        assert np.sqrt(sampled.variance(np.full((1, 1, 1), xl))) == pytest.approx(
+            np.sqrt(whole.variance(np.full((1, 1, 1), xl))), rel=0.02)
+    true_a = 1 / 0.8  # ADU per electron
+    assert sampled.a[0] == pytest.approx(true_a, rel=0.05) and whole.a[0] == pytest.approx(true_a, rel=0.05)
