@@ -49,7 +49,7 @@ def test_sequence_writes_a_dn_sequence_that_siril_stacks(siril, crops, tmp_path)
         f"cd {crops}", f"convert light -out={work}", f"cd {work}",
         "unselect light_ 2 2",
         siril.pyscript("SirilDenoise_Sequence.py", "--seq", "light_", "--method", "zsn2n",
-                       "--steps", "60", "--nogpu"),
+                       "--steps", "40", "--nogpu"),
         "stack dn_light_ rej 3 3 -nonorm -out=dn_stack",
     ], tmp_path, timeout=300)
     run.assert_no_traceback()
@@ -100,7 +100,7 @@ def test_cancel_half_way_leaves_no_sequence(siril, crops, tmp_path):
     assert (work / "light_.seq").is_file(), setup.log[-2000:]
     script = work / "denoise.ssf"
     script.write_text("requires 1.4.0\n" + siril.pyscript(
-        "SirilDenoise_Sequence.py", "--seq", "light_", "--method", "zsn2n", "--steps", "60",
+        "SirilDenoise_Sequence.py", "--seq", "light_", "--method", "zsn2n", "--steps", "40",
         "--nogpu") + "\n")
     proc = subprocess.Popen([str(siril.cli), "-d", str(work), "-s", str(script)], env=siril.env(),
                             cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

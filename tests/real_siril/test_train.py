@@ -21,13 +21,13 @@ from stars import offsets_to_reference, star_positions, star_offset
 
 M94 = REAL_DATA / "seestar-m94-20250410"
 #: Frames used (full size: the sparse M94 field needs them for Siril's star matching).
-FRAMES = 4
+FRAMES = 3
 STEPS = "4"
 
 
 @pytest.fixture
 def m94(tmp_path: Path) -> Path:
-    """A folder of links to 4 raw Seestar frames (names without spaces), as a user keeps them."""
+    """A folder of links to 3 raw Seestar frames (names without spaces), as a user keeps them."""
     files = sorted(M94.glob("Light_*.fit"))[3:3 + FRAMES]
     if len(files) < FRAMES:
         pytest.skip(f"real frames not found in {M94}")
@@ -107,3 +107,20 @@ def test_train_on_a_converted_unregistered_sequence_aligns_its_pairs(siril, m94,
     offsets = offsets_to_reference(files, homs, 0)
     print("engine-registered pairs, median star offset px (matched stars):", offsets)
     assert all(n >= 5 and off < 0.5 for off, n in offsets), offsets
+
+
+def test_a_sequence_siril_resampled_from_raw_frames_is_not_taken_for_a_mosaic(siril, m94, tmp_path):
+    # `register light_` interpolates the raw mosaics into a 32-bit r_light_ that keeps BAYERPAT
+    work = tmp_path / "work"
+    run = siril.run_ssf([
+        f"cd {m94}", f"convert light -out={work}", f"cd {work}", "register light_",
+        siril.pyscript("SirilDenoise_Sequence.py", "--seq", "r_light_", "--list-models", "--nogpu"),
+    ], tmp_path, timeout=300)
+    run.assert_no_traceback()
+    from conftest import read_fits
+
+    data, header = read_fits(work / "r_light_00001.fit")
+    assert data.dtype == np.float32 and header["BAYERPAT"] == "GRBG"
+    warned = run.lines(r"say BAYERPAT=GRBG but are no longer a raw mosaic")
+    print("\n".join(warned))
+    assert warned, run.log[-3000:]
