@@ -762,7 +762,7 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
 def _add_steps(p: argparse.ArgumentParser) -> None:
     """--steps, --time-limit, --seed, --threads: work counted in steps, time only as an optional cap."""
     p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
-                   help="training steps (default: the method's: n2n 800, nb2nb 1000, zsn2n 300); the same "
+                   help="training steps (default: the method's: n2n 800, nb2nb 1000, zsn2n 600); the same "
                         "steps give the same model however busy the machine is")
     p.add_argument("--time-limit", "--time-budget", dest="time_budget", type=_positive_float, default=None,
                    metavar="SEC", help="optional cap on training seconds (default: none); a model it stops "

@@ -74,23 +74,32 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class UNet(nn.Module):
-    """A 3-level U-Net; H and W must be multiples of 2**levels (8)."""
+    """A U-Net of ``levels`` poolings; H and W must be multiples of ``multiple``.
 
-    def __init__(self, channels: int, features: int = 32, levels: int = 3) -> None:
+    With ``unshuffle`` the image is first folded into 2×2 pixel blocks
+    (``pixel_unshuffle``: C → 4C channels at half resolution, as FFDNet
+    does), the U-Net runs there, and the predicted noise is unfolded back:
+    a quarter of the convolution FLOPs per pixel for the same width, and
+    twice the receptive field.
+    """
+
+    def __init__(self, channels: int, features: int = 32, levels: int = 3, unshuffle: bool = False) -> None:
         super().__init__()
-        self.multiple = 2**levels
+        self.fold = 2 if unshuffle else 1
+        self.multiple = 2**levels * self.fold
+        inner = channels * self.fold**2
         f = [features * 2**i for i in range(levels + 1)]
-        self.enc = nn.ModuleList([_block(channels, f[0])] + [_block(f[i], f[i + 1]) for i in range(levels)])
+        self.enc = nn.ModuleList([_block(inner, f[0])] + [_block(f[i], f[i + 1]) for i in range(levels)])
         self.pool = nn.AvgPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.dec = nn.ModuleList([_block(f[i + 1] + f[i], f[i]) for i in reversed(range(levels))])
-        self.out = nn.Conv2d(f[0], channels, 1)
+        self.out = nn.Conv2d(f[0], inner, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
-        h = x
+        h = nn.functional.pixel_unshuffle(x, self.fold) if self.fold > 1 else x
         for i, enc in enumerate(self.enc):
             h = enc(h)
             if i < len(self.enc) - 1:
@@ -98,7 +107,8 @@ class UNet(nn.Module):
                 h = self.pool(h)
         for dec in self.dec:
             h = dec(torch.cat([self.up(h), skips.pop()], dim=1))
-        return x - self.out(h)
+        noise = self.out(h)
+        return x - (nn.functional.pixel_shuffle(noise, self.fold) if self.fold > 1 else noise)
 
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {"zsn2n": ZSN2NNet, "dncnn": DnCNN, "unet": UNet}

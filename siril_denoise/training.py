@@ -76,6 +76,7 @@ class TrainConfig:
     max_lr_drops: int = 3  # divergence guard: restarts from the best weights
     threads: int | None = None
     min_gain: float = 0.05
+    bf16: bool = False  # CPU: forward/backward under bfloat16 autocast (validation stays float32)
 
 
 @dataclass
@@ -253,6 +254,7 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
     device = pick_device(cfg.device)
     net.to(device)
     use_amp = cfg.amp and device.type == "cuda"
+    cpu_bf16 = cfg.bf16 and device.type == "cpu"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t_val = time.perf_counter()
@@ -300,7 +302,8 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
             g["lr"] = lr
         batch = _to_device(method.sample(rng, cfg.crop, cfg.batch), device)
         t_data = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16 if cpu_bf16 else torch.float16,
+                            enabled=use_amp or cpu_bf16):
             loss = method.loss(net, batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

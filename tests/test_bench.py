@@ -136,3 +136,10 @@ def test_real_path_skips_cleanly_without_data(tmp_path):
     res = run_real(tmp_path / "nowhere", ["gaussian"], quick=True)
     assert res["rows"] == [] and "skipped" in res["skipped"]
     assert bench.main(["--scenario", "real", "--methods", "gaussian", "--real-dir", str(tmp_path)]) == 0
+
+
+def test_sweep_specs_become_pipeline_recipes():
+    from siril_denoise.bench.sweep import parse_spec
+
+    r = parse_spec("levels=2,features=32,steps=800,lr=1e-3,crop=64,bf16=1")
+    assert r == {"max_steps": 800, "lr": 1e-3, "crop": 64, "bf16": True, "net_options": {"levels": 2, "features": 32}}

@@ -9,7 +9,9 @@ A method object holds its training data and offers
   already on the training device);
 - optionally ``val_loss(net, batch)``: the held-out score, when the training
   loss is not one (it must be lowest for the best denoiser, and higher for
-  the untouched input); ``loss`` otherwise.
+  the untouched input); ``loss`` otherwise;
+- ``passes``: the forward passes of one sample, ``(fraction of the crop's
+  pixels, with gradient)``, from which the loop counts FLOPs.
 
 The training loop (:mod:`siril_denoise.training`) is the same for all.
 """
