@@ -364,9 +364,9 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
                 left = min(left, max(cfg.time_budget - (time.perf_counter() - t0), 0.0))
             if after is not None and flops:
                 left += after(flops / step_time / 1e9)
-            progress(min(frac, 1.0), f"step {step}/{cfg.max_steps}: loss {lv:.4g}, held-out {best_val:.4g} "
-                     f"(input {val_input:.4g}); {1.0 / step_time:.1f} steps/s, {crop_px / step_time / 1e6:.2g} Mpx/s; "
-                     f"~{_duration(left)} left")
+            progress(min(frac, 1.0), f"step {step}/{cfg.max_steps}, ~{_duration(left)} left: loss {lv:.3g}, "
+                     f"held-out {best_val:.4g} (input {val_input:.4g}), {1.0 / step_time:.1f} steps/s, "
+                     f"{crop_px / step_time / 1e6:.2g} Mpx/s")
         if out_of_time:
             stopped = "time_budget"
             break
