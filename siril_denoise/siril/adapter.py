@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-import io
 import math
 import os
 import sys
@@ -708,8 +707,8 @@ def ensure_onnxruntime(host: SirilHost) -> list[str]:
     if problem:
         raise DenoiseError(
             f"onnxruntime could not be installed in Siril's Python environment ({error or problem}). "
-            "It runs every model; check the internet connection and run the script again. "
-            "Nothing was changed." + (f"\nThe installer said:\n{out.tail()}" if out.tail() else ""))
+            "It runs every model; check the internet connection and run the script again."
+            + (f"\nThe installer said:\n{out.tail()}" if out.tail() else ""))
     return [_version(package or "onnxruntime")]
 
 
@@ -800,7 +799,7 @@ def ensure_torch(host: SirilHost, use_gpu: bool) -> str:
             raise DenoiseError(
                 f"PyTorch could not be installed ({error or problem}); it is needed to train a model "
                 "or use a zero-shot method. Pick a saved model instead, or install torch in Siril's "
-                "Python environment. Nothing was changed."
+                "Python environment."
                 + (f"\nThe installer said:\n{out.tail()}" if out.tail() else ""))
         installed.append(_version("torch"))
     installed += _install(host, TRAINING_PACKAGES, "needed for training")

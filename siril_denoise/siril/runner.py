@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -253,9 +254,36 @@ def _run_headless(job: str, host: Any, args: argparse.Namespace) -> int:
         return 0
     cancel = _CancelFlag()
     cancel.install()
-    result = run_job(job, host, _prepared(job, host, opts), host.progress, cancel)
+    start = time.monotonic()
+    prepared = _prepared(job, host, opts)
+    installing = _time_installs(prepared)
+    result = run_job(job, host, prepared, host.progress, cancel)
     _log_result(host, result)
+    took = time.monotonic() - start
+    host.log(f"siril-denoise took {took - installing[0]:.1f} s"
+             + (f" (and {installing[0]:.0f} s installing PyTorch and the training packages)."
+                if installing[0] else "."))
     return 0
+
+
+def _time_installs(opts: JobOptions) -> list[float]:
+    """Wrap ``opts.prepare_training`` to count the seconds spent installing PyTorch (first run)."""
+    import importlib.util
+
+    spent = [0.0]
+    hook = opts.prepare_training
+    if hook is None or importlib.util.find_spec("torch") is not None:
+        return spent
+
+    def timed() -> Any:
+        t0 = time.monotonic()
+        try:
+            return hook()
+        finally:
+            spent[0] = time.monotonic() - t0
+
+    opts.prepare_training = timed
+    return spent
 
 
 def _run_gui(job: str, host: Any) -> int:

@@ -23,14 +23,20 @@ State lives in a *session* directory named by ``SIRILPY_STANDIN_STATE``:
     "registration": null | [[9 floats, Siril's coordinates] | null, ...]}``;
     frame files are ``<wd>/<seqname><filenum padded to fixed digits><extension>``.
 
-Siril's Python environment: ``"missing": ["onnxruntime", "torch", ...]``
-(import names) are packages that venv lacks: importing them fails until
-``ensure_installed`` / ``ONNXHelper.install_onnxruntime`` /
-``TorchHelper.ensure_torch`` "installs" them (the session remembers it, as a
-venv does); ``"install_fails": [...]`` makes those installs fail.
-``"raw_keyword_sentinels": true`` hands absent FITS keywords over as Siril's C
-code stores them (INT_MAX, -INT_MAX, -999) instead of sirilpy 1.0.25's None.
-``"tz"``-independent: ``FKeywords.date_obs`` is local time, as in sirilpy.
+    ``missing``: ``["onnxruntime", "torch", ...]`` (import names), packages
+    Siril's venv lacks: ``find_spec`` gives None and ``import`` fails until
+    ``ensure_installed`` / ``ONNXHelper.install_onnxruntime`` /
+    ``TorchHelper.ensure_torch`` installs them (the session remembers it, as a
+    venv does); ``install_fails``: those whose install fails.
+
+    ``raw_keyword_sentinels``: hand absent FITS keywords over as Siril's C code
+    stores them (INT_MAX, -INT_MAX, -999) instead of sirilpy 1.0.25's None.
+
+As in the real host: ``SirilInterface()`` raises outside Siril (no
+``MY_SOCKET``); ``ONNXHelper.is_onnxruntime_installed()`` answers with a tuple;
+``get_execution_providers_ordered()`` reruns its printed self-test on every
+call and lists ``AzureExecutionProvider`` first; ``FKeywords.date_obs`` is the
+computer's local time; absent keywords are None.
 
 Effects are recorded as JSON lines in the same directory: ``log.jsonl``
 (``log``/``print`` of the module), ``progress.jsonl``, ``messages.jsonl``
@@ -274,30 +280,16 @@ _IMPORT_NAMES = {"scikit-image": "skimage", "onnxruntime-gpu": "onnxruntime",
                  "onnxruntime-directml": "onnxruntime", "onnxruntime-openvino": "onnxruntime"}
 
 
-class _MissingFinder:
-    """Makes the session's ``missing`` packages unimportable, as in a venv that lacks them."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        top = fullname.split(".")[0]
-        if top in _missing_now():
-            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
-        return None
-
-
-_missing_cache: tuple[Any, set[str]] = (None, set())
-
-
 def _missing_now() -> set[str]:
-    """The session's missing packages (cached while session.json is unchanged: imports are many)."""
-    global _missing_cache
-    try:
-        st = (_state_dir() / "session.json").stat()
-        key = (st.st_mtime_ns, st.st_size)
-    except (SirilError, OSError):
-        return set()
-    if key != _missing_cache[0]:
-        _missing_cache = (key, set(_state_or_empty().get("missing") or []))
-    return _missing_cache[1]
+    return set(_state_or_empty().get("missing") or [])
+
+
+def _hide(modules: set[str]) -> None:
+    """Make ``modules`` absent as in a venv without them: ``importlib.util.find_spec`` gives
+    None and ``import`` raises ModuleNotFoundError (a None entry in ``sys.modules`` does both)."""
+    for name in modules:
+        if sys.modules.get(name, None) is None:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def _pretend_install(pip_name: str) -> bool:
@@ -312,13 +304,14 @@ def _pretend_install(pip_name: str) -> bool:
     if module in (state.get("missing") or []):
         state["missing"] = [m for m in state["missing"] if m != module]
         _save_state(state)
+        if module in sys.modules and sys.modules[module] is None:
+            del sys.modules[module]
         importlib.invalidate_caches()
         _record("install", package=pip_name, ok=True)
     return True
 
 
-if not any(type(f).__name__ == "_MissingFinder" for f in sys.meta_path):
-    sys.meta_path.insert(0, _MissingFinder())
+_hide(_missing_now())
 
 
 def _record(kind: str, **data: Any) -> None:
