@@ -170,8 +170,10 @@ def speed_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.pad(tile, ((0, height - side), (0, width - side)), mode="symmetric")
 
 
-def session_model(path: Path, net: str | None, steps: int, seed: int = 0) -> dict:
+def session_model(path: Path, net: str | None, steps: int, seed: int = 0, recipe: dict | None = None) -> dict:
     """Train Noise2Noise (``net``; None: the default network) on a 4-frame faint 256² session, save it at ``path``.
+
+    ``recipe``: overrides of the pipeline's recipe (e.g. ``{"net_options": {"levels": 3}}``).
 
     Returns the model's metadata. A few steps are enough for timing: what
     matters is the network's shape and that its output differs from its input.
@@ -184,7 +186,7 @@ def session_model(path: Path, net: str | None, steps: int, seed: int = 0) -> dic
     s = faint_mono(256, seed=seed + 1, n_frames=4, dither=4)
     with tempfile.TemporaryDirectory(prefix="siril-denoise-speed-model-") as tmp:
         m = train_on_frames(list(s.frames), homographies=list(s.homographies), method="n2n", net=net,
-                            max_steps=steps, use_gpu=False, out_dir=tmp, seed=seed)
+                            max_steps=steps, use_gpu=False, out_dir=tmp, seed=seed, recipe=recipe)
         shutil.copyfile(m.onnx_path, path)
     return m.metadata
 
@@ -280,23 +282,29 @@ def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) ->
     from siril_denoise.io import write_image
     from siril_denoise.pipeline import DEFAULT_NET
 
+    from siril_denoise.pipeline import RECIPES
+
     say = progress or (lambda m: None)
-    nets = [DEFAULT_NET["n2n"]] + (["unet"] if DEFAULT_NET["n2n"] != "unet" else [])
+    default = DEFAULT_NET["n2n"]
+    options = RECIPES["n2n"].get("net_options", {})
+    nets = {default + "".join(f" {k}={v}" for k, v in options.items()) + " (default)": (default, None)}
+    if default != "unet" or options.get("levels", 3) != 3 or options.get("features", 32) != 32:
+        nets["unet, 3 levels of width 32 (before)"] = ("unet", {"net_options": {"levels": 3, "features": 32}})
     h, w = E2E_SHAPE[quick]
     rows, memory, tiling = [], [], []
     with tempfile.TemporaryDirectory(prefix="siril-denoise-e2e-") as tmp:
         tmp = Path(tmp)
         models = {}
-        for net in nets:
-            say(f"end to end: training a {net} session model ({E2E_STEPS[quick]} steps)")
-            models[net] = tmp / f"{net}.onnx"
-            session_model(models[net], net, E2E_STEPS[quick])
+        for k, (label, (net, recipe)) in enumerate(nets.items()):
+            say(f"end to end: training a session model, {label} ({E2E_STEPS[quick]} steps)")
+            models[label] = tmp / f"model{k}.onnx"
+            session_model(models[label], net, E2E_STEPS[quick], recipe=recipe)
         frame = tmp / "frame.fits"
         write_image(frame, speed_frame(h, w))
         mp = h * w / 1e6
-        for net, path in models.items():
+        for k, (net, path) in enumerate(models.items()):
             say(f"end to end: apply {net} on {w}×{h}")
-            r = run_apply(path, frame, tmp / f"out-{net}.fits")
+            r = run_apply(path, frame, tmp / f"out{k}.fits")
             rows.append({"label": f"siril-denoise apply, {net}", **r, "mpix_per_s": mp / r["seconds"]})
             tiling.append({"label": net, "max_abs_diff": trained_tiling_error(path, frame)})
         say(f"end to end: Siril NL-Bayes on {w}×{h}")
@@ -307,9 +315,9 @@ def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) ->
             mh, mw = MEMORY_SHAPE
             big = tmp / "big.fits"
             write_image(big, speed_frame(mh, mw))
-            for net, path in models.items():
+            for k, (net, path) in enumerate(models.items()):
                 say(f"memory: apply {net} on {mw}×{mh}")
-                r = run_apply(path, big, tmp / f"big-{net}.fits")
+                r = run_apply(path, big, tmp / f"big{k}.fits")
                 memory.append({"label": f"{net} {mw}×{mh}", **r, "mpix_per_s": mh * mw / 1e6 / r["seconds"]})
     return {"rows": rows, "memory": memory, "tiling": tiling, "shape": (h, w)}
 
