@@ -27,8 +27,9 @@ def _digest(path: Path) -> str:
 
 @pytest.fixture
 def work(siril, tmp_path: Path) -> Path:
-    """``light_``: 3 full raw frames registered with ``-2pass``; ``sm_``: 3 small crops, frame 2
-    unselected. Made headless, as a user would with the same commands."""
+    """``light_``: 3 full raw frames registered with ``-2pass``, frame 1 unselected; ``sm_``: 3
+    small crops, frame 2 unselected; ``ser``: the crops as a SER file; ``l4_``: them numbered
+    with 4 digits. Made headless, as a user would with the same commands."""
     files = sorted(M94.glob("Light_*.fit"))[4:7]
     if len(files) < 3:
         pytest.skip(f"real frames not found in {M94}")
@@ -40,7 +41,8 @@ def work(siril, tmp_path: Path) -> Path:
         crop_fits(f, small / f"m94_{i}.fit", 900, 400, 128, 128)
     run = siril.run_ssf([f"cd {full}", f"convert light -out={work}", f"cd {small}",
                          f"convert sm -out={work}", f"convert ser -ser -out={work}", f"cd {work}",
-                         "register light_ -2pass", "select sm_ 1 3", "unselect sm_ 2 2",
+                         "register light_ -2pass", "unselect light_ 1 1", "select sm_ 1 3",
+                         "unselect sm_ 2 2",
                          "select ser 1 3"],
                         tmp_path, name="prepare.ssf")
     assert (work / "light_.seq").is_file() and (work / "sm_.seq").is_file(), run.log[-3000:]
@@ -86,7 +88,8 @@ def test_the_scripts_on_loaded_sequences_in_the_gui(siril, siril_gui, work):
     ref = [f["index"] for f in record["frames"]].index(record["reference"])
     offsets = offsets_to_reference(files, homs, ref)
     print("GUI 2pass pairs, median star offset px (matched stars):", offsets)
-    assert len(offsets) == 2 and all(n >= 5 and off < 0.5 for off, n in offsets), offsets
+    assert [f["index"] for f in record["frames"]] == [2, 3], "frame 1 was unselected in Siril"
+    assert len(offsets) == 1 and all(n >= 5 and off < 0.5 for off, n in offsets), offsets
 
     # Siril would name denoised frames of a 4-digit sequence l4_0001.fit, which create_new_seq
     # never finds: refused before anything is written
