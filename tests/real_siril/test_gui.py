@@ -54,6 +54,17 @@ def work(siril, tmp_path: Path) -> Path:
     return work
 
 
+def _on_loaded_sequence(gui, seq: str, script: str, args: str, done: str, timeout: float) -> str:
+    """Load ``seq`` in the GUI, type ``pyscript SCRIPT ARGS``, wait for ``done`` (or an error);
+    returns the log written since."""
+    mark = len(gui.log())
+    gui.type(f"load_seq {seq}")
+    gui.wait_for(f"Sequence loaded: {seq}", 60, after=mark)
+    gui.type(f"pyscript {SCRIPTS / script} {args}")
+    gui.wait_for(f"{done}|ERROR|unexpected error", timeout, after=mark)
+    return gui.log()[mark:]
+
+
 def test_the_scripts_on_loaded_sequences_in_the_gui(siril, siril_gui, work):
     originals = {p.name: _digest(p) for p in work.glob("sm_0000*.fit")}
     gui = siril_gui(work, "sm_.seq")
@@ -73,12 +84,8 @@ def test_the_scripts_on_loaded_sequences_in_the_gui(siril, siril_gui, work):
         assert not np.array_equal(out, src)  # how much noise goes: test_sequence.py
     assert {p.name: _digest(p) for p in work.glob("sm_0000*.fit")} == originals
 
-    mark = len(gui.log())
-    gui.type("load_seq light_")
-    gui.wait_for(r"Sequence loaded: light_", 60, after=mark)
-    gui.type(f"pyscript {SCRIPTS / 'SirilDenoise_Train.py'} --steps 4 --nogpu --name gui_2pass")
-    gui.wait_for(r"^log: Saved model 'gui_2pass'|ERROR|unexpected error", 300, after=mark)
-    log = gui.log()[mark:]
+    log = _on_loaded_sequence(gui, "light_", "SirilDenoise_Train.py", "--steps 4 --nogpu --name gui_2pass",
+                              r"^log: Saved model 'gui_2pass'", 300)
     print("\n".join(line for line in log.splitlines() if line.startswith("log: ") and "Reading" not in line))
     assert "ERROR" not in log and "Traceback" not in log, log[-4000:]
     assert "Using Siril's registration data" in log
@@ -93,20 +100,12 @@ def test_the_scripts_on_loaded_sequences_in_the_gui(siril, siril_gui, work):
 
     # Siril would name denoised frames of a 4-digit sequence l4_0001.fit, which create_new_seq
     # never finds: refused before anything is written
-    mark = len(gui.log())
-    gui.type("load_seq l4_")
-    gui.wait_for(r"Sequence loaded: l4_", 60, after=mark)
-    gui.type(f"pyscript {SCRIPTS / 'SirilDenoise_Sequence.py'} --method zsn2n --steps 5 --nogpu")
-    gui.wait_for(r"^log: siril-denoise took|ERROR", 120, after=mark)
-    log = gui.log()[mark:]
+    log = _on_loaded_sequence(gui, "l4_", "SirilDenoise_Sequence.py", "--method zsn2n --steps 5 --nogpu",
+                              r"^log: siril-denoise took", 120)
     assert "numbers its files with 4 digits" in log and "Nothing was written" in log, log[-3000:]
     assert not list(work.glob("dn_l4_*")) and "Traceback" not in log
 
     # a SER sequence: its frames have no FITS header (sirilpy raised UnboundLocalError there)
-    mark = len(gui.log())
-    gui.type("load_seq ser")
-    gui.wait_for(r"Sequence loaded: ser", 60, after=mark)
-    gui.type(f"pyscript {SCRIPTS / 'SirilDenoise_Train.py'} --steps 1 --nogpu --name gui_ser")
-    gui.wait_for(r"^log: Saved model 'gui_ser'|ERROR|unexpected error", 240, after=mark)
-    log = gui.log()[mark:]
+    log = _on_loaded_sequence(gui, "ser", "SirilDenoise_Train.py", "--steps 1 --nogpu --name gui_ser",
+                              r"^log: Saved model 'gui_ser'", 240)
     assert "Saved model 'gui_ser'" in log and "UnboundLocalError" not in log, log[-3000:]
