@@ -23,18 +23,14 @@ for _path in (os.path.dirname(_HERE), _HERE):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from siril_denoise.siril import outside_siril, siril_too_old  # noqa: E402  (no sirilpy inside)
+
 try:
     import sirilpy  # noqa: E402
 except ImportError:  # not started by Siril, whose Python environment provides sirilpy
-    print(f"ERROR: siril-denoise: {os.path.basename(__file__)} runs inside Siril (Scripts menu, or "
-          "`pyscript` in Siril's command line). Outside Siril, use the `siril-denoise` command.",
-          flush=True)
-    sys.exit(1)
-
+    sys.exit(outside_siril(__file__))
 if not sirilpy.check_module_version(">=1.0.8"):
-    print("ERROR: siril-denoise needs sirilpy 1.0.8 or newer (Siril 1.4.0 or newer): please update "
-          "Siril.", flush=True)
-    sys.exit(1)
+    sys.exit(siril_too_old())
 
 from siril_denoise.siril.runner import main  # noqa: E402
 
