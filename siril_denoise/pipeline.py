@@ -30,7 +30,8 @@ from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
 from .noise import NoiseModel, Normaliser, estimate_noise_model
 from .protect import restore_background_level, restore_structure
-from .report import QualityReport, background_mask, measured_region, quality_report
+from .measure import background_mask, measured_region
+from .report import QualityReport, quality_report
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .measure import background_mask
 from .noise import NoiseModel
 
 __all__ = ["restore_structure", "restore_background_level"]
@@ -94,20 +95,18 @@ def restore_background_level(x: np.ndarray, denoised: np.ndarray,
     Over the sky the removed part must average to zero; a briefly trained
     network can shift it by a few hundredths of the noise. The mean of the
     removed part over the sky (pixels chosen by
-    :func:`siril_denoise.report.background_mask`, which does not select
+    :func:`siril_denoise.measure.background_mask`, which does not select
     pixels by their own noisy value) is added back. Its own error is
     σ/sqrt(number of sky pixels), negligible.
 
     ``masks``: the sky masks of ``x``'s channels, boolean ``(C, H, W)``,
     when the caller has them (they are the quality report's too); by default
-    computed here with :func:`~siril_denoise.report.background_mask`.
+    computed here with :func:`~siril_denoise.measure.background_mask`.
 
     Returns:
         ``(corrected, offsets)``: float32 image and the offset added to each
         channel, in data units.
     """
-    from .report import background_mask
-
     out = denoised.astype(np.float32, copy=True)
     offsets = []
     for k in range(x.shape[0]):

@@ -7,7 +7,7 @@ from siril_denoise.errors import InputError, ModelError
 from siril_denoise.layout import to_working
 from siril_denoise.noise import estimate_noise_model
 from siril_denoise.pipeline import NOISE_RATIO_LIMIT, apply_model, denoise_image, noise_ratio, train_on_frames
-from siril_denoise.report import display_stretch, psnr, stretch_params_from
+from siril_denoise.measure import display_stretch, psnr, stretch_params_from
 from siril_denoise.synthetic import bayer_session, faint_mono
 
 

@@ -1,8 +1,8 @@
 """Scores of one denoised image against the known truth.
 
-Every figure reuses the quality report's code (:mod:`siril_denoise.report`):
-the same noise estimate, sky mask, aperture photometry, PSNR and display
-stretch as the per-result report users see. Arrays are in the engine's
+Every figure uses the same measurements as the per-result report users see
+(:mod:`siril_denoise.measure`, :mod:`siril_denoise.report`): the same noise
+estimate, sky mask, aperture photometry, PSNR and display stretch. Arrays are in the engine's
 working layout, float ``(C, H, W)`` in data units; raw Bayer frames as their
 4 packed same-colour planes (stars are then measured on the sum of the
 planes, the 2×2 superpixel).
@@ -17,15 +17,16 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from siril_denoise.noise import estimate_noise_model, estimate_sigma
-from siril_denoise.report import (
-    estimate_fwhm,
+from siril_denoise.measure import (
     aperture_flux,
+    aperture_radii,
     background_mask,
     display_stretch,
+    estimate_fwhm,
     psnr,
-    quality_report,
     stretch_params_from,
 )
+from siril_denoise.report import quality_report
 
 #: Stars scored for flux: aperture signal-to-noise above this (in the input).
 MIN_STAR_SNR = 20.0
@@ -36,13 +37,6 @@ FAINT_STAR_SNR = 50.0
 def luminance(work: np.ndarray) -> np.ndarray:
     """Sum of the channels (the superpixel for packed CFA planes), float64 ``(H, W)``."""
     return np.asarray(work, dtype=np.float64).sum(axis=0)
-
-
-def apertures(fwhm: float) -> tuple[float, float, float]:
-    """Aperture and annulus radii (px) for stars of this FWHM, as the quality report chooses them."""
-    r_ap = max(2.0, 2.0 * fwhm)
-    r_in = r_ap + 2.0
-    return r_ap, r_in, r_in + max(4.0, 2.0 * fwhm)
 
 
 def aperture_snr(flux: np.ndarray, noisy: np.ndarray, radii: tuple[float, float, float], packed: bool) -> np.ndarray:
@@ -85,7 +79,7 @@ class StarSet:
         if packed:
             x, y, fwhm = (x - 0.5) / 2.0, (y - 0.5) / 2.0, fwhm / 2.0
         self.fwhm = fwhm
-        self.radii = apertures(fwhm)
+        self.radii = aperture_radii(fwhm)
         lum_t = luminance(truth)
         h, w = lum_t.shape
         inside = (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
@@ -116,7 +110,7 @@ def background_bias(out: np.ndarray, truth: np.ndarray, noisy: np.ndarray) -> fl
     """Sky-level error of ``out`` in units of the input noise (signed; the channel with the largest |bias|).
 
     Per channel: the mean of ``out − truth`` over the sky pixels of the
-    input (:func:`siril_denoise.report.background_mask`, which excludes
+    input (:func:`siril_denoise.measure.background_mask`, which excludes
     stars, hot pixels and cosmic rays), divided by the input's noise there.
     """
     worst = 0.0

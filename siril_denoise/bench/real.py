@@ -29,10 +29,11 @@ from scipy import ndimage
 
 from siril_denoise.layout import to_working
 from siril_denoise.noise import estimate_sigma
-from siril_denoise.report import estimate_fwhm, aperture_flux, background_mask, find_stars, quality_report
+from siril_denoise.measure import aperture_flux, aperture_radii, background_mask, estimate_fwhm, find_stars
+from siril_denoise.report import quality_report
 
 from .baselines import BASELINES
-from .metrics import aperture_snr, apertures
+from .metrics import aperture_snr
 from .runner import LABELS, LEARNED, measured, run_learned
 from .table import _num, markdown_table
 
@@ -87,7 +88,7 @@ class StackComparison:
         ok = full[np.round(y).astype(int), np.round(x).astype(int)] & \
             ~saturated[np.round(y).astype(int), np.round(x).astype(int)]
         self.x, self.y = x[ok], y[ok]
-        self.radii = apertures(estimate_fwhm(stack, self.x, self.y))
+        self.radii = aperture_radii(estimate_fwhm(stack, self.x, self.y))
         self.flux_stack = aperture_flux(self.stack, self.x, self.y, *self.radii)
         self.raw_flux = aperture_flux(raw_work.sum(axis=0).astype(np.float64), self.x, self.y, *self.radii)
         self.snr = aperture_snr(self.flux_stack, raw_work, self.radii, packed=True)
