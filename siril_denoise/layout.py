@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .noise import mad_sigma
 
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
@@ -188,7 +189,7 @@ def mosaic_noise_correlation(mosaic: np.ndarray, size: int = 512) -> float:
             p = crop[dy::2, dx::2]
             neighbours = (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]) / 4.0
             resid[dy::2, dx::2] = p[1:-1, 1:-1] - neighbours
-    spread = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    spread = mad_sigma(resid)
     if not spread > 0:
         return 0.0
     keep = np.abs(resid) < 3 * spread

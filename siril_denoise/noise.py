@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage, special
 
 __all__ = [
-    "estimate_sigma", "NoiseModel", "estimate_noise_model", "anscombe", "inverse_anscombe",
+    "estimate_sigma", "mad_sigma", "NoiseModel", "estimate_noise_model", "anscombe", "inverse_anscombe",
     "algebraic_inverse_anscombe", "Normaliser",
 ]
 
@@ -79,39 +79,63 @@ def _block_mask(mask: np.ndarray) -> np.ndarray:
     return m[0::2, 0::2] & m[0::2, 1::2] & m[1::2, 0::2] & m[1::2, 1::2]
 
 
-def _robust_std(values: np.ndarray) -> float:
-    if values.size == 0:
+def mad_sigma(values: np.ndarray) -> float:
+    """Robust standard deviation: ``1.4826 · median(|v − median(v)|)``, the median absolute deviation scaled.
+
+    Equals the standard deviation for Gaussian values and ignores up to half
+    of them being outliers (stars, hot pixels, cosmic rays, mismatched stars).
+    ``values``: any shape (flattened), any real dtype. Returns a float in the
+    values' units; NaN when there are none.
+    """
+    v = np.asarray(values).ravel()
+    if v.size == 0:
         return float("nan")
-    med = np.median(values)
-    return float(_MAD_TO_SIGMA * np.median(np.abs(values - med)))
+    return float(_MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
 
 
-def estimate_sigma(image: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Estimate the standard deviation of the pixel noise of a 2-D image.
+def estimate_sigma(
+    image: np.ndarray, mask: np.ndarray | None = None, *, channel_axis: int | None = None
+) -> float | np.ndarray:
+    """Estimate the standard deviation of the pixel noise of an image.
 
-    A robust (median absolute deviation) estimate on the diagonal Haar detail
-    of 2×2 blocks, so smooth structure and gradients do not count as noise and
+    A robust (:func:`mad_sigma`) estimate on the diagonal Haar detail of 2×2
+    blocks, so smooth structure and gradients do not count as noise and
     stars barely do. For Poisson–Gaussian data this is the noise at the
     typical (mostly background) level.
 
     Args:
-        image: ``(H, W)``, any real dtype, any units.
-        mask: optional boolean ``(H, W)``; only blocks entirely inside it count.
+        image: ``(H, W)``, or with ``channel_axis`` one more axis of
+            channels (e.g. ``(C, H, W)`` with ``channel_axis=0``); any real
+            dtype, any units.
+        mask: optional boolean, ``(H, W)`` (shared by all channels) or the
+            image's shape; only blocks entirely inside it count.
+        channel_axis: None: the image is one 2-D plane and one value is
+            returned; an int: the axis that holds the channels, and one value
+            per channel is returned (as scikit-image's ``estimate_sigma``).
 
     Returns:
-        Gaussian-equivalent noise standard deviation, in the image's units
-        (NaN when fewer than 16 blocks are usable).
+        Gaussian-equivalent noise standard deviation in the image's units: a
+        float, or float64 ``(C,)`` with ``channel_axis``. NaN where fewer than
+        16 blocks are usable.
     """
     image = np.asarray(image)
+    if channel_axis is not None:
+        planes = np.moveaxis(image, channel_axis, 0)
+        masks = [None] * len(planes)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            masks = np.moveaxis(mask, channel_axis, 0) if mask.ndim == image.ndim else [mask] * len(planes)
+        return np.array([estimate_sigma(p, m) for p, m in zip(planes, masks)], dtype=np.float64)
     if image.ndim != 2:
-        raise ValueError(f"estimate_sigma expects a 2-D image, got shape {image.shape}")
+        raise ValueError(
+            f"estimate_sigma expects a 2-D image (or channel_axis for a stack of planes), got shape {image.shape}"
+        )
     d = _haar_detail(image)
     if mask is not None:
         d = d[_block_mask(np.asarray(mask, dtype=bool))]
-    d = d.ravel()
     if d.size < 16:
         return float("nan")
-    return _robust_std(d)
+    return mad_sigma(d)
 
 
 @dataclass
@@ -168,7 +192,7 @@ def _fit_line(means: np.ndarray, details: np.ndarray, n_bins: int = 24) -> tuple
     for lo, hi in zip(edges[:-1], edges[1:]):
         if hi - lo < 50:
             continue
-        s = _robust_std(details[lo:hi])
+        s = mad_sigma(details[lo:hi])
         xs.append(float(np.median(means[lo:hi])))
         vs.append(s * s)
         ws.append((hi - lo) / max(s, 1e-30) ** 4)
@@ -292,7 +316,7 @@ def estimate_noise_model(
         d = np.concatenate([s[1] for s in stats])
         if gain_e_per_unit:
             ak = 1.0 / float(gain_e_per_unit)
-            ck = _robust_std(d) ** 2 - ak * float(np.median(m))
+            ck = mad_sigma(d) ** 2 - ak * float(np.median(m))
         else:
             ak, ck, _ = _fit_line(m, d)
         # How much the variance changes over the image's whole range (stars

@@ -70,6 +70,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import Cancelled, InputError
+from .noise import mad_sigma
 
 log = logging.getLogger("siril_denoise.pairs")
 
@@ -305,6 +306,7 @@ def _refine_similarity(h: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.nd
             break
         h = fit
         res = np.hypot(*(_apply(h, src) - dst).T)
+        # a scale of the match distances (a median of non-negative values, not a noise sigma)
         sigma = max(1.4826 * np.median(res[keep]), 0.02)
         new_keep = res < 3 * sigma
         if (new_keep == keep).all():
@@ -448,7 +450,7 @@ def flux_ratio(
         return default
     ratio = flux_j[good] / flux_i[good]
     a = float(np.median(ratio))
-    se = 1.2533 * 1.4826 * np.median(np.abs(ratio - a)) / np.sqrt(ratio.size)
+    se = 1.2533 * mad_sigma(ratio) / np.sqrt(ratio.size)  # standard error of a median
     if not (se < 0.01 and 0.5 < a < 2.0):
         log.debug("photometric scale undetermined (%.3f ± %.3f)", a, se)
         return default
@@ -467,7 +469,7 @@ def background_blocks(x: np.ndarray) -> np.ndarray:
         return ok
     filled = np.where(ok, x, np.median(x[ok]))
     d = filled - ndimage.median_filter(filled, size=9, mode="nearest")
-    noise = 1.4826 * np.median(np.abs(d[ok] - np.median(d[ok])))
+    noise = mad_sigma(d[ok])
     return ok & (np.abs(d) <= 3 * noise)
 
 
@@ -544,7 +546,7 @@ def _star_photometry(
             continue
         for ch in range(c + 1):
             plane = np.ascontiguousarray(frames[k][ch] if ch < c else _luminance(frames[k]))
-            sig = 1.4826 * np.median(np.abs(plane[::4, ::4] - np.median(plane[::4, ::4])))
+            sig = mad_sigma(plane[::4, ::4])
             f, e, flag = sep.sum_circle(plane, x[inside], y[inside], r, err=max(sig, 1e-30), bkgann=ann)
             f = np.where(flag == 0, f, np.nan)
             flux[k, ch, inside] = f

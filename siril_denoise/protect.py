@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from .measure import background_mask
-from .noise import NoiseModel
+from .noise import NoiseModel, mad_sigma
 
 __all__ = ["restore_structure", "restore_background_level"]
 
@@ -115,7 +115,7 @@ def restore_background_level(x: np.ndarray, denoised: np.ndarray,
             offsets.append(0.0)
             continue
         r = x[k][mask].astype(np.float64) - denoised[k][mask]
-        s = 1.4826 * np.median(np.abs(r - np.median(r)))
+        s = mad_sigma(r)
         r = r[np.abs(r - np.median(r)) <= 6 * max(s, 1e-30)]
         off = float(r.mean()) if r.size else 0.0
         out[k] += np.float32(off)

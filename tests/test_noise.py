@@ -10,6 +10,7 @@ from siril_denoise.noise import (
     estimate_noise_model,
     estimate_sigma,
     inverse_anscombe,
+    mad_sigma,
 )
 from siril_denoise.synthetic import bright_mono, faint_mono
 
@@ -22,6 +23,36 @@ def test_estimate_sigma_ignores_gradients_and_stars():
         y0, x0 = rng.integers(10, 246, 2)
         img += 2000 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 3.0)
     assert estimate_sigma(img) == pytest.approx(4.0, rel=0.05)
+
+
+def test_estimate_sigma_per_channel_along_channel_axis():
+    rng = np.random.default_rng(2)
+    chw = rng.normal(50.0, 1.0, (3, 64, 80)) * np.array([1.0, 2.0, 5.0])[:, None, None]
+    per_plane = [estimate_sigma(p) for p in chw]
+    got = estimate_sigma(chw, channel_axis=0)
+    assert got.shape == (3,) and got.tolist() == per_plane  # the same numbers as one call per plane
+    assert got == pytest.approx([1.0, 2.0, 5.0], rel=0.05)
+    assert estimate_sigma(np.moveaxis(chw, 0, -1), channel_axis=-1).tolist() == per_plane
+    mask = np.zeros((64, 80), dtype=bool)
+    mask[:, :40] = True
+    chw[:, :, 40:] *= 10.0  # outside the mask: must not count
+    assert estimate_sigma(chw, mask, channel_axis=0) == pytest.approx([1.0, 2.0, 5.0], rel=0.08)
+    own = np.stack([mask, ~mask, mask])  # one mask per channel
+    assert estimate_sigma(chw, own, channel_axis=0)[1] == pytest.approx(20.0, rel=0.08)
+    with pytest.raises(ValueError, match="channel_axis"):
+        estimate_sigma(chw)
+
+
+def test_mad_sigma_is_the_scaled_median_absolute_deviation():
+    """The estimator the inline ``1.4826·MAD`` copies computed (layout, pairs, protect): the same numbers."""
+    rng = np.random.default_rng(3)
+    for v in (rng.normal(3.0, 2.0, 1001), rng.standard_cauchy(500), rng.normal(0, 1, (30, 40)).astype(np.float32)):
+        inline = 1.4826 * np.median(np.abs(v - np.median(v)))
+        assert mad_sigma(v) == pytest.approx(inline, rel=2e-6)  # the constant's last digits: 1.482602...
+    v = rng.normal(0.0, 2.0, 10_000)
+    v[:1000] = 1e6  # 10 % hot pixels: the standard deviation becomes 3e5
+    assert mad_sigma(v) == pytest.approx(2.0, rel=0.2)
+    assert np.isnan(mad_sigma(np.zeros(0)))
 
 
 @pytest.mark.parametrize("make", [faint_mono, bright_mono])

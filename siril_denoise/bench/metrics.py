@@ -52,7 +52,7 @@ def aperture_snr(flux: np.ndarray, noisy: np.ndarray, radii: tuple[float, float,
     noisy = np.asarray(noisy, dtype=np.float32)
     model = estimate_noise_model(noisy, shared_channels=packed)
     a = float(np.mean(model.a))
-    sky_var = float(sum(estimate_sigma(ch) ** 2 for ch in noisy))
+    sky_var = float(np.sum(estimate_sigma(noisy, channel_axis=0) ** 2))
     r_ap, r_in, r_out = radii
     n_ap = math.pi * r_ap**2
     n_ann = math.pi * (r_out**2 - r_in**2)
