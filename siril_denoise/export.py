@@ -1,16 +1,9 @@
-"""Export a trained network to ONNX, with its metadata and a parity check.
+"""Export a trained network to a siril-denoise model file, with a parity check.
 
-A siril-denoise model file is an ordinary ONNX model with one input
-``"input"`` and one output ``"output"``, both float32 ``(N, C, H, W)`` with
-dynamic batch, height and width, and one entry in ``metadata_props``: the key
-``"siril_denoise"`` holding a JSON object that says how the model was made and
-which data it fits (method, network, channels, CFA mode, normalisation and
-noise model, training summary), plus the fields added here:
-``format_version``, ``siril_denoise_version``, ``channels``, ``multiple``
-(spatial multiple the network needs) and ``onnx_opset``.
-
-torch is imported only inside :func:`export_onnx` and :func:`torch_callable`;
-:func:`read_metadata` works with onnx alone.
+The file layout and its metadata live in :mod:`siril_denoise.modelfile`;
+here the network is traced to ONNX, the metadata written in, and the result
+compared with torch before it is saved. torch is imported only inside
+:func:`export_onnx` and :func:`torch_callable`.
 """
 
 from __future__ import annotations
@@ -18,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import os
 import time
@@ -29,15 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import __version__
 from .errors import ModelError
 from .fileutil import write_atomic
-from .inference import CPU, FORMAT_VERSION, METADATA_KEY, _create_session, parse_metadata
+from .inference import CPU, create_session
+from .modelfile import PARITY_TOLERANCE, metadata_text, write_metadata
 
 log = logging.getLogger("siril_denoise.export")
-
-#: Relative error (max |onnx - torch| / max |torch|) beyond which an export is refused.
-PARITY_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -130,7 +119,7 @@ def _parity(model: bytes, net: Any, channels: int, multiple: int) -> tuple[float
     """Worst relative difference between onnxruntime (CPU) and torch on fresh random input."""
     import torch
 
-    session = _create_session(model, [CPU])
+    session = create_session(model, [CPU])
     rng = np.random.default_rng()
     up = lambda n: -(-n // multiple) * multiple  # noqa: E731
     shapes = [(1, channels, up(48), up(80)), (2, channels, up(64), up(64))]
@@ -170,7 +159,8 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
             ``multiple`` and ``onnx_opset`` added.
         opset: ONNX opset (at least 17).
         check: compare onnxruntime (CPU) with torch on random input of two
-            shapes; a relative error above :data:`PARITY_TOLERANCE` raises.
+            shapes; a relative error above
+            :data:`siril_denoise.modelfile.PARITY_TOLERANCE` raises.
 
     Raises:
         ModelError: the export or the parity check failed, or the file could
@@ -184,13 +174,7 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
     t0 = time.perf_counter()
     path = Path(path)
     multiple = int(getattr(net, "multiple", 1))
-    meta = dict(metadata)
-    meta.update(format_version=FORMAT_VERSION, siril_denoise_version=__version__,
-                channels=int(channels), multiple=multiple, onnx_opset=opset)
-    try:
-        meta_json = json.dumps(meta, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
+    meta_json = metadata_text({**metadata, "channels": int(channels), "multiple": multiple, "onnx_opset": opset})
 
     net = copy.deepcopy(net).cpu().float().eval()
     side = multiple * max(2, -(-32 // multiple))
@@ -205,10 +189,7 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
         except Exception as exc2:
             raise ModelError(f"Could not export the network to ONNX: {exc2}") from exc2
 
-    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=METADATA_KEY, value=meta_json)
+    write_metadata(model, meta_json)
     data = model.SerializeToString()
     file_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
 
@@ -226,35 +207,3 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
                          f"Check the free disk space and permissions.") from exc
     return ExportReport(path=path, exporter=exporter, opset=file_opset, size_bytes=len(data),
                         seconds=time.perf_counter() - t0, max_rel_error=worst, checked_shapes=shapes)
-
-
-def read_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict:
-    """Read the metadata dict of a siril-denoise ONNX model (a file path or the file's bytes).
-
-    Raises:
-        ModelError: the file is missing, unreadable, corrupt or truncated, or
-            is an ONNX model that siril-denoise did not write.
-    """
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data, source = bytes(path_or_bytes), "the model"
-    else:
-        source = os.fspath(path_or_bytes)
-        try:
-            data = Path(source).read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelError(f"Model file not found: {source}") from exc
-        except OSError as exc:
-            raise ModelError(f"Cannot read the model file {source}: {exc.strerror or exc}") from exc
-    try:
-        model = onnx.load_model_from_string(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{source} is not a valid ONNX model: the file is corrupt or truncated. "
-                         f"Train it again (siril-denoise train), or delete it with `siril-denoise models delete NAME`.") from exc
-    if not model.graph.node or not model.opset_import:
-        raise ModelError(f"{source} is not a valid ONNX model: the file is corrupt or truncated. "
-                         f"Train it again (siril-denoise train), or delete it with `siril-denoise models delete NAME`.")
-    props = {p.key: p.value for p in model.metadata_props}
-    return parse_metadata(props.get(METADATA_KEY), source)

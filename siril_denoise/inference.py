@@ -19,7 +19,6 @@ onnxruntime are installed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -29,13 +28,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import Cancelled, InputError, ModelError
+from .modelfile import METADATA_KEY, parse_metadata, read_model_bytes
 
 log = logging.getLogger("siril_denoise.inference")
-
-#: Key under which a model's metadata JSON lives in the ONNX ``metadata_props``.
-METADATA_KEY = "siril_denoise"
-#: Version of the metadata layout written by :mod:`siril_denoise.export`.
-FORMAT_VERSION = 1
 
 CPU = "CPUExecutionProvider"
 #: GPU / accelerator providers in order of preference; CPU always comes last.
@@ -51,34 +46,6 @@ GPU_PREFERENCE = (
 BatchFn = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[float, str], None]
 Provider = str | tuple[str, dict]
-
-
-# --------------------------------------------------------------------------
-# Metadata
-# --------------------------------------------------------------------------
-
-def parse_metadata(text: str | None, source: str) -> dict:
-    """Decode the metadata JSON stored in a model; ``source`` names the model in errors.
-
-    Raises :class:`ModelError` when the text is missing (an ONNX file not made
-    by siril-denoise), is not a JSON object, or comes from a newer format.
-    """
-    if not text:
-        raise ModelError(
-            f"{source} is an ONNX file but not a siril-denoise model (it carries no "
-            f"siril-denoise metadata). Train or export the model with siril-denoise.")
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"The metadata of {source} is damaged ({exc}); re-export the model.") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"The metadata of {source} is damaged (not a JSON object); re-export the model.")
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelError(
-            f"{source} was written by a newer siril-denoise (model format {version}, this "
-            f"version reads up to {FORMAT_VERSION}); update siril-denoise.")
-    return meta
 
 
 # --------------------------------------------------------------------------
@@ -125,8 +92,8 @@ def inference_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _create_session(model: bytes, providers: Sequence[Provider]):
-    """Create an ``onnxruntime.InferenceSession`` (the one place sessions are made; tests replace it).
+def create_session(model: bytes, providers: Sequence[Provider]):
+    """An ``onnxruntime.InferenceSession`` for ``model`` (the one place sessions are made; tests replace it).
 
     All graph optimisations (onnxruntime's default, stated here), a fixed
     number of intra-op threads (:func:`inference_threads`), and threads that
@@ -145,19 +112,6 @@ def _create_session(model: bytes, providers: Sequence[Provider]):
     return ort.InferenceSession(model, sess_options=options, providers=list(providers))
 
 
-def _read_model_bytes(model: str | os.PathLike | bytes) -> tuple[bytes, str]:
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model), "the model"
-    path = os.fspath(model)
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(), path
-    except FileNotFoundError as exc:
-        raise ModelError(f"Model file not found: {path}") from exc
-    except OSError as exc:
-        raise ModelError(f"Cannot read the model file {path}: {exc.strerror or exc}") from exc
-
-
 class OnnxDenoiser:
     """A siril-denoise ONNX model ready to run, with a logged fall-back to the CPU.
 
@@ -173,7 +127,7 @@ class OnnxDenoiser:
             entries are names or ``(name, options)`` pairs.
 
     Attributes:
-        metadata: the model's metadata dict (see :mod:`siril_denoise.export`).
+        metadata: the model's metadata dict (see :mod:`siril_denoise.modelfile`).
         channels: number of input/output planes.
         multiple: spatial sizes the network needs to be multiples of.
         providers: the providers the current session really uses.
@@ -185,7 +139,7 @@ class OnnxDenoiser:
 
     def __init__(self, model: str | os.PathLike | bytes, *, use_gpu: bool = True,
                  providers: Sequence[Provider] | None = None) -> None:
-        self._model, self._source = _read_model_bytes(model)
+        self._model, self._source = read_model_bytes(model)
         wanted = list(providers) if providers else available_providers(use_gpu)
         if not any(_provider_name(p) == CPU for p in wanted):
             wanted.append(CPU)
@@ -221,7 +175,7 @@ class OnnxDenoiser:
         try:
             with warnings.catch_warnings():  # onnxruntime warns about absent providers; we log it below
                 warnings.simplefilter("ignore", UserWarning)
-                session = _create_session(self._model, providers)
+                session = create_session(self._model, providers)
         except Exception as exc:  # any provider or driver failure: retry on the CPU
             if not gpu:
                 raise ModelError(

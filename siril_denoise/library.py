@@ -39,13 +39,12 @@ import platformdirs
 
 from .errors import ModelError
 from .fileutil import write_atomic
+from .modelfile import read_metadata
 
 log = logging.getLogger("siril_denoise.library")
 
 #: Environment variable that overrides the default library directory.
 LIBRARY_ENV = "SIRIL_DENOISE_LIBRARY"
-#: Key of the JSON metadata inside an exported ONNX model's ``metadata_props``.
-METADATA_KEY = "siril_denoise"
 #: Version of the ``<name>.json`` layout written by this module.
 INFO_FORMAT = 1
 
@@ -321,7 +320,7 @@ class ModelLibrary:
         src = Path(onnx_path).expanduser()
         if not src.is_file():
             raise ModelError(f"Cannot add {src} to the library: no such file.")
-        model_meta = _read_model_metadata(src)
+        model_meta = read_metadata(src)
         info = _build_info(model_meta, _meta_dict(meta), source=src.name)
         if name is None:
             stem = self._unique(_default_name(info))
@@ -393,7 +392,7 @@ class ModelLibrary:
                 raise ModelError(f"{json_file.name}: metadata is not a JSON object; "
                                  f"delete the model {stem!r} or add it again.")
         else:
-            info = _build_info(_read_model_metadata(path), {}, source=path.name)
+            info = _build_info(read_metadata(path), {}, source=path.name)
             info.setdefault("added", _iso(datetime.fromtimestamp(path.stat().st_mtime).astimezone()))
         info["name"] = stem
         return LibraryEntry(stem, path, info)
@@ -523,39 +522,6 @@ def format_matches(matches: list[Match]) -> str:
 
 # ----------------------------------------------------------------------------
 # Private helpers
-
-
-def _read_model_metadata(path: Path) -> dict:
-    """The ``siril_denoise`` metadata dict of an exported ONNX model; ModelError if unreadable."""
-    try:
-        from .export import read_metadata  # the exporter owns the format when present
-    except ImportError:
-        read_metadata = None
-    try:
-        if read_metadata is not None:
-            meta = read_metadata(path)
-        else:
-            meta = _read_onnx_metadata(path)
-    except ModelError:
-        raise
-    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError...
-        raise ModelError(f"{path.name}: not a readable ONNX model ({exc}). The file may be "
-                         "truncated or corrupt; export or train it again.") from exc
-    if not isinstance(meta, dict) or not meta:
-        raise ModelError(f"{path.name}: this ONNX model carries no siril-denoise metadata, so the "
-                         "data domain it was trained for is unknown. Only models exported by "
-                         "siril-denoise can be used.")
-    return meta
-
-
-def _read_onnx_metadata(path: Path) -> dict:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    return {}
 
 
 def _meta_dict(meta: Any) -> dict:

@@ -1,4 +1,4 @@
-"""ONNX export: dynamic shapes, metadata, parity check, atomic write, clear errors."""
+"""ONNX export and the model file format: dynamic shapes, metadata, parity check, atomic write, clear errors."""
 
 import numpy as np
 import onnx
@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from siril_denoise import export
+from siril_denoise import export, modelfile
 from siril_denoise.errors import ModelError
-from siril_denoise.export import export_onnx, read_metadata
+from siril_denoise.export import export_onnx
+from siril_denoise.modelfile import read_metadata
 from tiny_nets import PoolNet
 
 META = {"method": "n2n", "network": "tiny", "cfa": None, "normalisation": {"a": 0.5, "c": 2.0}}
@@ -70,7 +71,7 @@ def test_metadata_roundtrip_adds_version_and_shape_fields(exported):
     for key, value in META.items():
         assert meta[key] == value
     assert meta["channels"] == 3 and meta["multiple"] == 2
-    assert meta["format_version"] == export.FORMAT_VERSION
+    assert meta["format_version"] == modelfile.FORMAT_VERSION
     assert meta["siril_denoise_version"]
     assert read_metadata(path.read_bytes()) == meta
 
@@ -130,3 +131,61 @@ def test_read_metadata_foreign_onnx_model():
     model = onnx.helper.make_model(graph)
     with pytest.raises(ModelError, match="not a siril-denoise model"):
         read_metadata(model.SerializeToString())
+
+
+def foreign_model(**props) -> onnx.ModelProto:
+    node = onnx.helper.make_node("Identity", ["input"], ["output"])
+    info = lambda n: onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["N", 1, "H", "W"])  # noqa: E731
+    model = onnx.helper.make_model(onnx.helper.make_graph([node], "g", [info("input")], [info("output")]))
+    onnx.helper.set_model_props(model, props)
+    return model
+
+
+def test_modelfile_writes_and_reads_its_own_metadata():
+    model = foreign_model(author="someone", siril_denoise='{"old": true}')
+    modelfile.write_metadata(model, modelfile.metadata_text({"method": "n2n", "channels": 1}))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["author"] == "someone" and len(model.metadata_props) == 2  # the old entry is replaced
+    meta = read_metadata(model.SerializeToString())
+    assert meta["method"] == "n2n" and "old" not in meta
+    assert meta["format_version"] == modelfile.FORMAT_VERSION and meta["siril_denoise_version"]
+    with pytest.raises(ValueError, match="JSON"):
+        modelfile.metadata_text({"sigma": float("nan")})
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"method": "n2n", "format_version": 99}', "newer siril-denoise"),
+    ("{}", "damaged"),
+    ("[1, 2]", "damaged"),
+    ("{truncated", "damaged"),
+])
+def test_inference_export_and_library_read_model_files_alike(tmp_path, text, message):
+    """One reader: the denoiser, read_metadata and the library refuse the same files, the same way."""
+    from siril_denoise.inference import OnnxDenoiser
+    from siril_denoise.library import ModelLibrary
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(foreign_model(siril_denoise=text).SerializeToString())
+    with pytest.raises(ModelError, match=message):
+        read_metadata(path)
+    with pytest.raises(ModelError, match=message):
+        OnnxDenoiser(path, use_gpu=False)
+    with pytest.raises(ModelError, match=message):
+        ModelLibrary(tmp_path / "lib").add(path)
+
+
+def test_the_model_format_is_defined_in_modelfile_only():
+    """The metadata key and format version are written once; no module reaches into another's privates for them."""
+    import re
+    from pathlib import Path
+
+    import siril_denoise
+
+    root = Path(siril_denoise.__file__).parent
+    for path in root.rglob("*.py"):
+        if path.name == "modelfile.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"^(METADATA_KEY|FORMAT_VERSION|PARITY_TOLERANCE)\s*=", text, re.M), path
+        assert not re.search(r"from \.+\w* import .*\b_create_session\b", text), path
+

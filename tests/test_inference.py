@@ -81,7 +81,7 @@ class FailingGpuSession:
 
 
 def test_gpu_failure_at_run_falls_back_to_cpu_with_same_numbers(model_path, monkeypatch, caplog):
-    real_factory = inference._create_session
+    real_factory = inference.create_session
     opened = []
 
     def factory(model, providers):
@@ -90,7 +90,7 @@ def test_gpu_failure_at_run_falls_back_to_cpu_with_same_numbers(model_path, monk
         session = real_factory(model, ["CPUExecutionProvider"])
         return FailingGpuSession(session) if "CUDAExecutionProvider" in names else session
 
-    monkeypatch.setattr(inference, "_create_session", factory)
+    monkeypatch.setattr(inference, "create_session", factory)
     x = np.random.default_rng(1).standard_normal((3, 2, 32, 48), dtype=np.float32)
     want = OnnxDenoiser(model_path, use_gpu=False)(x)
 
@@ -108,14 +108,14 @@ def test_gpu_failure_at_run_falls_back_to_cpu_with_same_numbers(model_path, monk
 
 
 def test_gpu_failure_at_load_falls_back_to_cpu(model_path, monkeypatch, caplog):
-    real_factory = inference._create_session
+    real_factory = inference.create_session
 
     def factory(model, providers):
         if any((p if isinstance(p, str) else p[0]) != "CPUExecutionProvider" for p in providers):
             raise RuntimeError("DirectML device removed")
         return real_factory(model, providers)
 
-    monkeypatch.setattr(inference, "_create_session", factory)
+    monkeypatch.setattr(inference, "create_session", factory)
     with caplog.at_level(logging.WARNING, logger="siril_denoise.inference"):
         d = OnnxDenoiser(model_path, providers=[("DmlExecutionProvider", {"device_id": 0})])
     assert d.providers == ["CPUExecutionProvider"] and d.fell_back
