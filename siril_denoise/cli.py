@@ -38,150 +38,24 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from .console import Bar, Console, CtrlC, setup_logging, short_report, work_text
 from .errors import Cancelled, DenoiseError, InputError, ModelError
+from .io import make_output_dir, output_for_image, plan_outputs
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
-_COMPRESSED = (".gz", ".bz2")
 _CFA_CHOICES = "auto, none, RGGB, BGGR, GRBG or GBRG"
 
 log = logging.getLogger("siril_denoise.cli")
-
-
-# --------------------------------------------------------------------------
-# Console output, logging, progress and Ctrl-C
-# --------------------------------------------------------------------------
-
-class _Console:
-    """Where the command's own messages go: stdout, through tqdm so bars stay intact.
-
-    ``info`` lines are dropped with ``--quiet``; ``summary`` lines always print.
-    """
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
-    def info(self, text: str = "") -> None:
-        """A line of detail (hidden by --quiet)."""
-        if not self.quiet:
-            self.summary(text)
-
-    def summary(self, text: str = "") -> None:
-        """A line of the final summary (always shown)."""
-        from tqdm import tqdm
-
-        tqdm.write(text, file=sys.stdout)
-
-
-class _TqdmHandler(logging.Handler):
-    """Log records on stderr as ``warning: ...`` lines that do not break progress bars."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # pragma: no cover - logging must never raise
-            self.handleError(record)
-
-
-class _Formatter(logging.Formatter):
-    def __init__(self, verbose: int) -> None:
-        super().__init__()
-        self.verbose = verbose
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
-        if record.exc_info and self.verbose:
-            text += "\n" + self.formatException(record.exc_info)
-        if self.verbose:
-            return f"{record.levelname.lower()} [{record.name}]: {text}"
-        return f"{record.levelname.lower()}: {text}"
-
-
-def _setup_logging(quiet: bool, verbose: int) -> None:
-    """Engine logs on stderr: warnings by default, errors only with --quiet, -v INFO, -vv DEBUG."""
-    if verbose >= 2:
-        level = logging.DEBUG
-    elif verbose == 1:
-        level = logging.INFO
-    elif quiet:
-        level = logging.ERROR
-    else:
-        level = logging.WARNING
-    logger = logging.getLogger("siril_denoise")
-    for h in list(logger.handlers):
-        if isinstance(h, _TqdmHandler):
-            logger.removeHandler(h)
-    handler = _TqdmHandler()
-    handler.setFormatter(_Formatter(verbose))
-    handler.setLevel(level)
-    logger.addHandler(handler)
-    logger.setLevel(level)
-
-
-class _Bar:
-    """A tqdm bar fed by the engine's ``progress(fraction, message)`` callbacks."""
-
-    def __init__(self, desc: str, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=1000, desc=desc, disable=not enabled, leave=False, file=sys.stderr,
-                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
-
-    def __call__(self, fraction: float, message: str) -> None:
-        n = int(round(min(max(float(fraction), 0.0), 1.0) * 1000))
-        if n > self._bar.n:
-            self._bar.update(n - self._bar.n)
-        self._bar.set_postfix_str(str(message)[:70])
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._bar.close()
-
-
-class _CtrlC:
-    """The first Ctrl-C asks the engine to cancel cleanly; a second one stops at once.
-
-    Use as a context manager; the object itself is the ``should_cancel()``
-    callback the engine polls between steps, tiles and frames.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        sys.stderr.write("\nCancelling at the next step (press Ctrl-C again to stop at once)...\n")
-
-    def __enter__(self) -> _CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 # --------------------------------------------------------------------------
@@ -206,19 +80,6 @@ def _number(kind: type, lo: float, hi: float | None = None, *, open_lo: bool = F
 _strength = _number(float, 0.0, 1.0, what="must be between 0 (original) and 1 (fully denoised)")
 _positive_float = _number(float, 0.0, open_lo=True)
 _positive_int = _number(int, 0, open_lo=True)
-
-
-def _split_name(path: Path) -> tuple[str, str]:
-    """(stem, extension) of an image file name, a compression suffix dropped.
-
-    ``m94.fits.gz`` -> ``("m94", ".fits")``: outputs are written uncompressed.
-    """
-    name = path.name
-    for z in _COMPRESSED:
-        if name.lower().endswith(z):
-            name = name[: -len(z)]
-    stem, dot, ext = name.rpartition(".")
-    return (stem, dot + ext) if dot else (name, "")
 
 
 def _resolve_cfa(choice: str, loaded: Any) -> str | None:
@@ -270,98 +131,25 @@ def _gather_inputs(*groups: Sequence[str] | None) -> list[Path]:
     return expand_inputs(patterns)
 
 
-def _plan_outputs(inputs: Sequence[Path], out_dir: Path, prefix: str, overwrite: bool) -> list[tuple[Path, Path]]:
-    """Pair each input with ``out_dir/<prefix><name>``, refusing anything that could clobber a file.
-
-    Raises InputError when the output folder is an input's folder and the
-    prefix is empty, when two inputs would get the same output name, or when
-    an output exists (unless ``overwrite``). Writes nothing: the caller
-    creates ``out_dir`` once the model is known to be usable.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: is a file; --output must be a folder.")
-    out_res = out_dir.resolve()
-    if not prefix and any(p.resolve().parent == out_res for p in inputs):
-        raise InputError(f"{out_dir} holds the input frames and the prefix is empty: the outputs would "
-                         "replace them. Choose another --output folder or a --prefix (e.g. dn_).")
-    plan: list[tuple[Path, Path]] = []
-    seen: dict[Path, Path] = {}
-    existing = []
-    for src in inputs:
-        stem, ext = _split_name(src)
-        dst = out_dir / f"{prefix}{stem}{ext}"
-        if dst in seen:
-            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}; "
-                             "process them into separate folders.")
-        seen[dst] = src
-        if dst.exists() and not overwrite:
-            existing.append(dst)
-        plan.append((src, dst))
-    if existing:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise InputError(f"{existing[0]}{more} already exist(s); remove them, choose another --output "
-                         "folder or --prefix, or pass --overwrite.")
-    return plan
-
-
-def _make_output_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"Cannot create the output folder {out_dir}: {exc.strerror or exc}.") from exc
-
-
-def _short_report(report: Any) -> str:
-    """One line: noise before -> after and the reduction."""
-    unit = " ADU" if report.saturation > 1.0 else ""
-    text = (f"background noise {report.noise_in_overall:.4g} → {report.noise_out_overall:.4g}{unit} "
-            f"({report.noise_reduction_overall:.1f}× lower)")
-    if report.warnings:
-        text += f"; {len(report.warnings)} warning{'s' if len(report.warnings) > 1 else ''}"
-    return text
-
-
 # --------------------------------------------------------------------------
 # denoise
 # --------------------------------------------------------------------------
 
-def _denoise_output(inp: Path, out: str) -> Path:
-    """OUT as given, or ``OUT/<stem>_dn<ext>`` when OUT is a folder (existing, or ending in / and created)."""
-    path = Path(out).expanduser()
-    if path.is_dir() or out.endswith(("/", os.sep)):
-        stem, ext = _split_name(inp)
-        return path / f"{stem}_dn{ext}"
-    return path
-
-
 def _work_text(args: argparse.Namespace) -> str:
-    """``800 steps, seed 0`` / ``the method's 300 steps, seed 0, at most 60 s``."""
+    """``800 steps, seed 0`` / ``600 steps, seed 0, at most 60 s``."""
     from .pipeline import default_steps
 
-    steps = args.steps or default_steps(args.method)
-    cap = "" if args.time_budget is None else f", at most {args.time_budget:g} s"
-    return f"{steps} steps, seed {args.seed}{cap}"
+    return work_text(args.steps or default_steps(args.method), args.seed, args.time_budget)
 
 
-def _say_training_notes(con: _Console, metadata: dict) -> None:
-    """Print the training's plain-language warnings (cut short, little gain) and its throughput."""
-    tr = metadata.get("training", {}) if metadata else {}
-    if tr.get("steps_per_s"):
-        con.info(f"Training: {tr.get('steps')} steps, {tr['steps_per_s']:.2f} steps/s, "
-                 f"{tr.get('pixels_per_s', 0) / 1e6:.2g} Mpx/s, {tr.get('mfu', 0):.0%} of this machine's "
-                 f"matmul rate on {tr.get('threads')} thread(s)")
-    for note in tr.get("notes", []):
-        con.summary(f"warning: {note}")
-
-
-def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
+def cmd_denoise(args: argparse.Namespace, con: Console) -> int:
     """Train a zero-shot denoiser on one image and write the denoised image."""
     from .io import check_output_name, read_image, write_image
     from .pipeline import denoise_image
 
     inp = Path(args.input).expanduser()
     loaded = read_image(inp)
-    out = _denoise_output(inp, args.output)
+    out = output_for_image(inp, args.output)
     check_output_name(out)
     if out.exists() and out.resolve() == inp.resolve():
         raise InputError(f"{out} is the input file; choose another output name so the original stays untouched.")
@@ -383,14 +171,14 @@ def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
             model_path = Path(tmp) / "model.onnx"
         con.info(f"Training {args.method} on {inp.name} ({_work_text(args)}, "
                  f"{'CPU' if args.cpu else 'GPU if available'})...")
-        with _CtrlC() as cancel, _Bar("denoise", not con.quiet) as bar:
+        with CtrlC() as cancel, Bar("denoise", not con.quiet) as bar:
             result = denoise_image(
                 loaded.data, method=args.method, cfa_pattern=cfa, strength=args.strength,
                 time_budget=args.time_budget, use_gpu=not args.cpu, tile=args.tile, overlap=args.overlap,
                 protect=not args.no_protect, meta=loaded.meta, save_model=model_path,
                 progress=bar, should_cancel=cancel, max_steps=args.steps, seed=args.seed, threads=args.threads,
             )
-        _say_training_notes(con, result.model_metadata)
+        con.training_notes(result.model_metadata)
         write_image(out, result.data, like=loaded, history=_history(args.method, args.strength),
                     overwrite=args.overwrite)
         con.info(result.report.as_text())
@@ -400,7 +188,7 @@ def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
             name = args.save_to_library if isinstance(args.save_to_library, str) else None
             entry = _library(args).add(model_path, name=name, meta=loaded.meta)
             con.summary(f"Model added to the library {entry.path.parent} as {entry.name}")
-    con.summary(f"Wrote {out}: {_short_report(result.report)}")
+    con.summary(f"Wrote {out}: {short_report(result.report)}")
     return EXIT_OK
 
 
@@ -408,7 +196,7 @@ def cmd_denoise(args: argparse.Namespace, con: _Console) -> int:
 # train
 # --------------------------------------------------------------------------
 
-def _read_frames(paths: Sequence[Path], con: _Console, cancel: Callable[[], bool]) -> list[Any]:
+def _read_frames(paths: Sequence[Path], con: Console, cancel: Callable[[], bool]) -> list[Any]:
     """Read every frame (with a progress bar); InputError naming the file whose size differs."""
     from tqdm import tqdm
 
@@ -429,7 +217,7 @@ def _read_frames(paths: Sequence[Path], con: _Console, cancel: Callable[[], bool
     return frames
 
 
-def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> tuple[Any, Any]:
+def _train(args: argparse.Namespace, con: Console, patterns: Sequence[str]) -> tuple[Any, Any]:
     """Read the frames, train, add to the library; returns (TrainedModel, LibraryEntry | None)."""
     from .library import sanitise_name
     from .pipeline import DEFAULT_NET, train_on_frames
@@ -452,14 +240,14 @@ def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> 
     if save_model is not None and save_model.exists() and not args.overwrite:
         raise InputError(f"{save_model} already exists; choose another name or pass --overwrite.")
 
-    with _CtrlC() as cancel:
+    with CtrlC() as cancel:
         frames = _read_frames(paths, con, cancel)
         first = frames[0]
         cfa = _resolve_cfa(args.cfa, first)
         con.info(f"Training {args.method} ({args.net or DEFAULT_NET[args.method]}) on {len(frames)} frame(s) of "
                  f"{'x'.join(map(str, first.data.shape))}{', Bayer ' + cfa if cfa else ''} ({_work_text(args)}); "
                  "Ctrl-C cancels.")
-        with _Bar("training", not con.quiet) as bar:
+        with Bar("training", not con.quiet) as bar:
             trained = train_on_frames(
                 [f.data for f in frames], cfa_pattern=cfa, method=args.method, net=args.net,
                 time_budget=args.time_budget, use_gpu=not args.cpu, meta=first.meta,
@@ -468,7 +256,7 @@ def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> 
             )
     del frames
     con.summary(trained.summary)
-    _say_training_notes(con, trained.metadata)
+    con.training_notes(trained.metadata)
     entry = None
     if lib is not None:
         entry = lib.add(trained.onnx_path, name=args.name, meta=first.meta)
@@ -484,7 +272,7 @@ def _train(args: argparse.Namespace, con: _Console, patterns: Sequence[str]) -> 
     return trained, entry
 
 
-def cmd_train(args: argparse.Namespace, con: _Console) -> int:
+def cmd_train(args: argparse.Namespace, con: Console) -> int:
     """Learn a model from a session's frames and save it in the library."""
     _train(args, con, (args.inputs or []) + (args.input or []))
     return EXIT_OK
@@ -494,7 +282,7 @@ def cmd_train(args: argparse.Namespace, con: _Console) -> int:
 # apply
 # --------------------------------------------------------------------------
 
-def _pick_model(lib: Any, first: Any, cfa: str | None, con: _Console) -> Path:
+def _pick_model(lib: Any, first: Any, cfa: str | None, con: Console) -> Path:
     """The best usable library model for this frame; ModelError listing the reasons when none fits."""
     from .library import format_matches
 
@@ -513,7 +301,7 @@ def _pick_model(lib: Any, first: Any, cfa: str | None, con: _Console) -> Path:
     return best.entry.path
 
 
-def _apply_frames(args: argparse.Namespace, con: _Console, inputs: Sequence[Path], model: str | None) -> int:
+def _apply_frames(args: argparse.Namespace, con: Console, inputs: Sequence[Path], model: str | None) -> int:
     """Stream frames through a model: read -> apply -> write -> free, one at a time."""
     from tqdm import tqdm
 
@@ -521,20 +309,20 @@ def _apply_frames(args: argparse.Namespace, con: _Console, inputs: Sequence[Path
     from .pipeline import apply_model
 
     out_dir = Path(args.output).expanduser()
-    plan = _plan_outputs(inputs, out_dir, args.prefix, args.overwrite)
+    plan = plan_outputs(inputs, out_dir, args.prefix, args.overwrite)
     lib = _library(args)
     first = read_image(plan[0][0])
     if model is not None:
         model_path = lib.resolve(model)
     else:
         model_path = _pick_model(lib, first, _resolve_cfa(args.cfa, first), con)
-    _make_output_dir(out_dir)
+    make_output_dir(out_dir)
     label = model_path.stem
     done = 0
     reductions = []
     warned = 0
     con.info(f"Denoising {len(plan)} frame(s) with {model_path} into {out_dir}")
-    with _CtrlC() as cancel, tqdm(total=len(plan), desc="frames", unit="frame", disable=con.quiet,
+    with CtrlC() as cancel, tqdm(total=len(plan), desc="frames", unit="frame", disable=con.quiet,
                                   file=sys.stderr) as bar:
         try:
             for src, dst in plan:
@@ -554,7 +342,7 @@ def _apply_frames(args: argparse.Namespace, con: _Console, inputs: Sequence[Path
                             overwrite=args.overwrite)
                 rep = result.report
                 reductions.append(rep.noise_reduction_overall)
-                con.info(f"{src.name} → {dst.name}: {_short_report(rep)}")
+                con.info(f"{src.name} → {dst.name}: {short_report(rep)}")
                 for w in rep.warnings:
                     warned += 1
                     con.info(f"  warning: {w}")
@@ -577,17 +365,17 @@ def _apply_frames(args: argparse.Namespace, con: _Console, inputs: Sequence[Path
     return EXIT_OK
 
 
-def cmd_apply(args: argparse.Namespace, con: _Console) -> int:
+def cmd_apply(args: argparse.Namespace, con: Console) -> int:
     """Denoise many frames with a saved model (or the library's best match)."""
     inputs = _gather_inputs(args.inputs, args.input)
     return _apply_frames(args, con, inputs, args.model)
 
 
-def cmd_auto(args: argparse.Namespace, con: _Console) -> int:
+def cmd_auto(args: argparse.Namespace, con: Console) -> int:
     """Train on some frames, then apply the model to others (or the same)."""
     apply_inputs = _gather_inputs(args.apply_to)
     # Check the outputs before spending minutes on training.
-    _plan_outputs(apply_inputs, Path(args.output).expanduser(), args.prefix, args.overwrite)
+    plan_outputs(apply_inputs, Path(args.output).expanduser(), args.prefix, args.overwrite)
     trained, entry = _train(args, con, args.train_on)
     model = str(entry.path if entry is not None else trained.onnx_path)
     return _apply_frames(args, con, apply_inputs, model)
@@ -597,7 +385,7 @@ def cmd_auto(args: argparse.Namespace, con: _Console) -> int:
 # models
 # --------------------------------------------------------------------------
 
-def cmd_models(args: argparse.Namespace, con: _Console) -> int:
+def cmd_models(args: argparse.Namespace, con: Console) -> int:
     """List, show or delete library models."""
     from .library import format_list, format_show
 
@@ -621,74 +409,20 @@ def cmd_models(args: argparse.Namespace, con: _Console) -> int:
 
 
 # --------------------------------------------------------------------------
-# demo
+# demo, install-siril and bench
 # --------------------------------------------------------------------------
 
-def cmd_demo(args: argparse.Namespace, con: _Console) -> int:
+def cmd_demo(args: argparse.Namespace, con: Console) -> int:
     """Denoise a synthetic faint sub with known truth and score it."""
-    import numpy as np
+    from .demo import run_demo
 
-    from .inference import OnnxDenoiser, measure_throughput
-    from .pipeline import denoise_image
-    from .report import display_stretch, psnr, stretch_params_from
-    from .synthetic import demo_frame
-
-    if args.size < 32:
-        raise InputError("--size must be at least 32 pixels.")
-    out_dir = Path(args.out).expanduser() if args.out else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    noisy, truth, stars = demo_frame(args.size)
-    con.summary(f"Demo: a synthetic faint mono sub, {args.size}×{args.size} uint16, background SNR ≈ 2, "
-                f"{len(stars)} stars, noise-free truth known.")
-    con.info(f"Training {args.method} on the image itself ({_work_text(args)}, "
-             f"{'CPU' if args.cpu else 'GPU if available'})...")
-    with tempfile.TemporaryDirectory(prefix="siril-denoise-demo-") as tmp:
-        model_path = (out_dir / "demo_model.onnx") if out_dir else Path(tmp) / "model.onnx"
-        if model_path.exists():
-            model_path.unlink()
-        with _CtrlC() as cancel, _Bar("demo", not con.quiet) as bar:
-            result = denoise_image(noisy, method=args.method, time_budget=args.time_budget,
-                                   use_gpu=not args.cpu, tile=args.tile, save_model=model_path,
-                                   progress=bar, should_cancel=cancel, max_steps=args.steps, seed=args.seed,
-                                   threads=args.threads)
-        _say_training_notes(con, result.model_metadata)
-        den = OnnxDenoiser(model_path, use_gpu=not args.cpu)
-        side = max(den.multiple, (args.tile // den.multiple) * den.multiple)
-        mps = measure_throughput(den, (1, den.channels, side, side), repeats=3)
-        providers = ", ".join(den.providers)
-
-    con.summary(result.report.as_text())
-    params = stretch_params_from(truth)
-    span = params["white"] - params["black"]
-    stretched_truth = display_stretch(truth, **params)
-    rows = []
-    for label, fn in (("linear (ADU)", lambda x: psnr(x, truth, span)),
-                      ("display-stretched (asinh)", lambda x: psnr(display_stretch(x, **params),
-                                                                   stretched_truth, 1.0))):
-        before, after = fn(noisy.astype(np.float32)), fn(result.data.astype(np.float32))
-        rows.append(f"  {label:<27} {before:6.1f} dB → {after:6.1f} dB  ({after - before:+.1f} dB)")
-    con.summary("PSNR against the truth (noisy → denoised)")
-    for r in rows:
-        con.summary(r)
-    con.summary(f"Inference: {mps:.2f} megapixels/s (onnxruntime, {providers}, {side}×{side} tiles)")
-
-    if out_dir is not None:
-        from .io import write_image
-
-        for name, data, what in (("demo_noisy.fits", noisy, "synthetic noisy sub"),
-                                 ("demo_denoised.fits", result.data, f"{args.method}, strength 1"),
-                                 ("demo_truth.fits", truth.astype(np.float32), "noise-free truth (ADU)")):
-            write_image(out_dir / name, data, history=f"siril-denoise {__version__} demo: {what}", overwrite=True)
-        con.summary(f"Wrote demo_noisy.fits, demo_denoised.fits, demo_truth.fits and demo_model.onnx to {out_dir}")
+    run_demo(con, size=args.size, method=args.method, steps=args.steps, time_budget=args.time_budget,
+             seed=args.seed, threads=args.threads, tile=args.tile, use_gpu=not args.cpu,
+             out_dir=Path(args.out).expanduser() if args.out else None)
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------
-# install-siril and bench
-# --------------------------------------------------------------------------
-
-def cmd_install_siril(args: argparse.Namespace, con: _Console) -> int:
+def cmd_install_siril(args: argparse.Namespace, con: Console) -> int:
     """Install (or remove) the Siril entry scripts and the engine beside them."""
     from .siril.install import install
 
@@ -730,6 +464,20 @@ def _add_cpu(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", action="store_true", help="use no GPU, for training or inference")
 
 
+def _add_library(p: argparse.ArgumentParser, default: Any = None) -> None:
+    p.add_argument("--library", metavar="DIR", default=default,
+                   help="model library folder (default: $SIRIL_DENOISE_LIBRARY or the user data folder)")
+
+
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    """--cfa, --cpu and --library: how frames are read, where the work runs, where models live."""
+    p.add_argument("--cfa", default="auto", metavar="PATTERN",
+                   help=f"raw Bayer mosaic handling: {_CFA_CHOICES} (default auto); auto uses the header's BAYERPAT "
+                        "for 2-D (undebayered) images")
+    _add_cpu(p)
+    _add_library(p)
+
+
 def _add_inputs(p: argparse.ArgumentParser) -> None:
     """Frames as positional IN... or --input GLOB (both spellings of the design)."""
     p.add_argument("inputs", nargs="*", metavar="IN", help="frames: files, folders or quoted globs")
@@ -737,15 +485,9 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
                    help="frames (same as IN; may be repeated)")
 
 
-def _add_cfa(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cfa", default="auto", metavar="PATTERN",
-                   help=f"raw Bayer mosaic handling: {_CFA_CHOICES} (default auto); auto uses the header's BAYERPAT "
-                        "for 2-D (undebayered) images")
-
-
-def _add_library(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--library", metavar="DIR", default=None,
-                   help="model library folder (default: $SIRIL_DENOISE_LIBRARY or the user data folder)")
+def _add_output_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--prefix", default="dn_", help="output file name prefix (default dn_)")
 
 
 def _add_inference(p: argparse.ArgumentParser) -> None:
@@ -805,16 +547,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
+    def add(name: str, help_text: str, epilog: str, func: Callable, *groups: Callable) -> argparse.ArgumentParser:
+        """A subcommand running ``func``, with -q/-v and the option ``groups``, in this order."""
         p = sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n" + epilog,
                            formatter_class=_Help)
         _add_global(p, sub=True)
+        for group in groups:
+            group(p)
+        p.set_defaults(func=func)
         return p
 
     p = add("denoise", "denoise one image with a zero-shot method trained on the image itself",
             "  siril-denoise denoise light_001.fits -o light_001_dn.fits\n"
             "  siril-denoise denoise m94.xisf -o out/ --method nb2nb --steps 2000\n"
-            "  siril-denoise denoise raw.fit -o out/ --save-to-library seestar_zs --strength 0.8\n")
+            "  siril-denoise denoise raw.fit -o out/ --save-to-library seestar_zs --strength 0.8\n",
+            cmd_denoise)
     p.add_argument("input", metavar="IN", help="FITS or XISF image")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file, or a folder (then <stem>_dn<ext> inside it)")
@@ -825,79 +572,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-to-library", nargs="?", const=True, default=None, metavar="NAME",
                    help="add the trained model to the library (optionally under NAME; put IN before this option)")
     _add_inference(p)
-    _add_cfa(p)
-    _add_cpu(p)
-    _add_library(p)
-    p.set_defaults(func=cmd_denoise)
+    _add_image_options(p)
 
     p = add("train", "learn a denoiser from the frames of one session and save it in the library",
             "  siril-denoise train --input \"lights/*.fits\"\n"
             "  siril-denoise train lights/L_*.fit --method n2n --net unet --steps 2000 --name asi2600_g100\n"
-            "  siril-denoise train --input \"raw/*.fit\" --cfa auto --library ~/models --out run1/\n")
-    _add_inputs(p)
-    _add_training(p)
+            "  siril-denoise train --input \"raw/*.fit\" --cfa auto --library ~/models --out run1/\n",
+            cmd_train, _add_inputs, _add_training, _add_image_options)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --save-model file")
-    _add_cfa(p)
-    _add_cpu(p)
-    _add_library(p)
-    p.set_defaults(func=cmd_train)
 
     p = add("apply", "denoise frames with a saved model (one frame at a time)",
             "  siril-denoise apply --model asi2600_g100 lights/*.fits -o denoised/\n"
             "  siril-denoise apply --model my.onnx --input \"lights/*.xisf\" --output denoised/ --prefix dn_\n"
-            "  siril-denoise apply --input \"lights/*.fits\" --output denoised/   # best library match\n")
-    _add_inputs(p)
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created if missing)")
+            "  siril-denoise apply --input \"lights/*.fits\" --output denoised/   # best library match\n",
+            cmd_apply, _add_inputs, _add_output_dir)
     p.add_argument("--model", "-m", default=None, metavar="NAME_OR_PATH",
                    help="library model name or .onnx file (default: the best usable library match)")
-    p.add_argument("--prefix", default="dn_", help="output file name prefix (default dn_)")
     _add_inference(p)
-    _add_cfa(p)
-    _add_cpu(p)
-    _add_library(p)
-    p.set_defaults(func=cmd_apply)
+    _add_image_options(p)
 
     p = add("auto", "train on some frames, then apply the model to others",
             "  siril-denoise auto --train-on \"lights/*.fits\" --apply-to \"lights/*.fits\" --output denoised/\n"
             "  siril-denoise auto --train-on \"lights/[0-9].xisf\" --apply-to \"lights/*.xisf\" "
-            "--output dn/ --method nb2nb\n")
+            "--output dn/ --method nb2nb\n",
+            cmd_auto, _add_output_dir, _add_training, _add_inference, _add_image_options)
     p.add_argument("--train-on", action="extend", nargs="+", required=True, metavar="GLOB",
                    help="frames to train on")
     p.add_argument("--apply-to", action="extend", nargs="+", required=True, metavar="GLOB",
                    help="frames to denoise")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--prefix", default="dn_", help="output file name prefix (default dn_)")
-    _add_training(p)
-    _add_inference(p)
-    _add_cfa(p)
-    _add_cpu(p)
-    _add_library(p)
-    p.set_defaults(func=cmd_auto)
 
     p = add("models", "list, show or delete the models of the library",
             "  siril-denoise models list\n"
             "  siril-denoise models show asi2600_g100\n"
-            "  siril-denoise models delete asi2600_g100 --yes --library ~/models\n")
-    _add_library(p)
+            "  siril-denoise models delete asi2600_g100 --yes --library ~/models\n",
+            cmd_models, _add_library)
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    # --library after the action too; SUPPRESS keeps a value given before it.
     m = msub.add_parser("list", help="one line per model", formatter_class=_Help)
-    _add_library(m)
+    _add_library(m, argparse.SUPPRESS)
     m = msub.add_parser("show", help="everything known about one model", formatter_class=_Help)
     m.add_argument("name", metavar="NAME")
-    _add_library(m)
+    _add_library(m, argparse.SUPPRESS)
     m = msub.add_parser("delete", help="remove a model (asks first on a terminal)", formatter_class=_Help)
     m.add_argument("name", metavar="NAME")
     m.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    _add_library(m)
-    for action in msub.choices.values():
-        for a in action._actions:
-            if a.dest == "library":
-                a.default = argparse.SUPPRESS
-    p.set_defaults(func=cmd_models)
+    _add_library(m, argparse.SUPPRESS)
 
     p = add("demo", "denoise a synthetic faint sub (no data needed) and score it against the truth",
             "  siril-denoise demo\n"
-            "  siril-denoise demo --size 512 --steps 600 --out demo/\n")
+            "  siril-denoise demo --size 512 --steps 600 --out demo/\n",
+            cmd_demo)
     p.add_argument("--size", type=_positive_int, default=256, metavar="N", help="image side in pixels (default 256)")
     p.add_argument("--method", choices=("zsn2n", "nb2nb"), default="zsn2n", help="zero-shot method (default zsn2n)")
     _add_steps(p)
@@ -906,16 +630,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="write demo_noisy/denoised/truth.fits and demo_model.onnx here (replaced if present)")
     _add_cpu(p)
-    p.set_defaults(func=cmd_demo)
 
     p = add("install-siril", "install the scripts in Siril's Scripts menu (or remove them)",
             "  siril-denoise install-siril\n"
             "  siril-denoise install-siril --scripts-dir ~/.siril/scripts\n"
-            "  siril-denoise install-siril --uninstall\n")
+            "  siril-denoise install-siril --uninstall\n",
+            cmd_install_siril)
     p.add_argument("--scripts-dir", metavar="DIR", default=None,
                    help="Siril script folder (default: ~/.siril/scripts, %%APPDATA%%\\siril\\scripts on Windows)")
     p.add_argument("--uninstall", action="store_true", help="remove what a previous install put there")
-    p.set_defaults(func=cmd_install_siril)
 
     # Placeholder so `bench` shows in --help; main() hands its arguments over untouched.
     sub.add_parser("bench", help="run the benchmark (arguments go to the benchmark; see bench --help)",
@@ -942,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         glob_args, rest = bench
         quiet = any(a in ("-q", "--quiet") for a in glob_args)
         verbose = sum(a.count("v") for a in glob_args if a.startswith("-v")) + glob_args.count("--verbose")
-        _setup_logging(quiet, verbose)
+        setup_logging(quiet, verbose)
         return run_bench(rest)
 
     parser = build_parser()
@@ -955,8 +678,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if getattr(args, "library", argparse.SUPPRESS) is argparse.SUPPRESS:
         args.library = None
-    _setup_logging(args.quiet, args.verbose)
-    con = _Console(args.quiet)
+    setup_logging(args.quiet, args.verbose)
+    con = Console(args.quiet)
     try:
         return int(args.func(args, con))
     except Cancelled as exc:

@@ -309,13 +309,10 @@ def image_meta_from_header(
 # --------------------------------------------------------------------------
 
 def _format_of(path: Path) -> str:
-    name = path.name.lower()
-    for z in _COMPRESSED:
-        if name.endswith(z):
-            name = name[: -len(z)]
-    if name.endswith(FITS_SUFFIXES):
+    ext = split_name(path)[1].lower()
+    if ext in FITS_SUFFIXES:
         return "fits"
-    if name.endswith(XISF_SUFFIXES):
+    if ext in XISF_SUFFIXES:
         return "xisf"
     raise InputError(
         f"{path.name}: unsupported file type. Use FITS (.fit, .fits, .fts) or XISF (.xisf)."
@@ -709,3 +706,73 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
         for m in matches:
             found.setdefault(m.resolve(), m)
     return sorted(found.values(), key=lambda q: str(q))
+
+
+# --------------------------------------------------------------------------
+# Output names
+# --------------------------------------------------------------------------
+
+def split_name(path: str | os.PathLike) -> tuple[str, str]:
+    """(stem, extension) of an image file name, a compression suffix dropped.
+
+    ``m94.fits.gz`` -> ``("m94", ".fits")``: outputs are written uncompressed.
+    """
+    name = Path(path).name
+    for z in _COMPRESSED:
+        if name.lower().endswith(z):
+            name = name[: -len(z)]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if dot else (name, "")
+
+
+def output_for_image(src: str | os.PathLike, out: str) -> Path:
+    """OUT as given, or ``OUT/<stem>_dn<ext>`` when OUT is a folder (existing, or ending in ``/``)."""
+    path = Path(out).expanduser()
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        stem, ext = split_name(src)
+        return path / f"{stem}_dn{ext}"
+    return path
+
+
+def plan_outputs(inputs: Iterable[Path], out_dir: Path, prefix: str, overwrite: bool) -> list[tuple[Path, Path]]:
+    """Pair each input with ``out_dir/<prefix><name>``, refusing anything that could clobber a file.
+
+    Raises :class:`InputError` when ``out_dir`` is a file, when it is an
+    input's folder and the prefix is empty, when two inputs would get the same
+    output name, or when an output exists (unless ``overwrite``). Writes
+    nothing: the caller creates ``out_dir`` (:func:`make_output_dir`) once the
+    model is known to be usable.
+    """
+    inputs = list(inputs)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: is a file; --output must be a folder.")
+    out_res = out_dir.resolve()
+    if not prefix and any(p.resolve().parent == out_res for p in inputs):
+        raise InputError(f"{out_dir} holds the input frames and the prefix is empty: the outputs would "
+                         "replace them. Choose another --output folder or a --prefix (e.g. dn_).")
+    plan: list[tuple[Path, Path]] = []
+    seen: dict[Path, Path] = {}
+    existing = []
+    for src in inputs:
+        stem, ext = split_name(src)
+        dst = out_dir / f"{prefix}{stem}{ext}"
+        if dst in seen:
+            raise InputError(f"{seen[dst]} and {src} would both be written to {dst}; "
+                             "process them into separate folders.")
+        seen[dst] = src
+        if dst.exists() and not overwrite:
+            existing.append(dst)
+        plan.append((src, dst))
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise InputError(f"{existing[0]}{more} already exist(s); remove them, choose another --output "
+                         "folder or --prefix, or pass --overwrite.")
+    return plan
+
+
+def make_output_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` and its parents; :class:`InputError` naming the reason when that fails."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the output folder {out_dir}: {exc.strerror or exc}.") from exc
