@@ -1,6 +1,7 @@
 """The model library: saved denoisers, listed, shown, matched to new data, deleted.
 
-A library is a directory. Each model is two files side by side:
+A library is a directory. Each model is two files side by side, and up to
+three more from its training (:data:`TRAINING_FILES`):
 
 - ``<name>.onnx``, the network as exported by :mod:`siril_denoise.export`, with
   its own metadata (method, network, channels, CFA mode, normalisation,
@@ -8,7 +9,9 @@ A library is a directory. Each model is two files side by side:
 - ``<name>.json``, what the library knows about it: that metadata plus the
   camera and acquisition settings of the frames it was trained on (camera,
   gain, offset, exposure, sensor temperature, filter, binning, Bayer pattern,
-  whether they were single subs or a stack).
+  whether they were single subs or a stack);
+- ``<name>-history.csv`` and ``<name>-curve.png``, the validation curve of
+  its training, and ``<name>-frames.json``, which frames it learned from.
 
 The camera settings are part of a model's identity: noise differs from one
 camera, gain and temperature to the next, and a model trained on single subs
@@ -55,6 +58,10 @@ CAMERA_FIELDS = (
     "bayer_pattern", "stackcnt", "livetime", "date_obs", "object", "pedestal",
     "is_stack",
 )
+#: What training leaves beside a model ``<name>.onnx``: kind -> suffix of ``<name><suffix>``.
+#: ``history``: the validation curve as CSV (step, seconds, lr, train_loss, val_loss);
+#: ``curve``: its plot; ``frames``: JSON record of the frames the model learned from.
+TRAINING_FILES = {"history": "-history.csv", "curve": "-curve.png", "frames": "-frames.json"}
 _MODEL_FIELDS = ("method", "network", "channels", "cfa", "is_stack", "siril_denoise_version")
 _MAX_NAME = 96
 #: A frame counts as a stack when its live time exceeds its exposure by this factor.
@@ -115,6 +122,12 @@ class LibraryEntry:
     def json_path(self) -> Path:
         """The metadata file beside the model."""
         return self.path.with_suffix(".json")
+
+    @property
+    def training_files(self) -> dict[str, Path]:
+        """The training files kept beside the model that exist, by kind (see :data:`TRAINING_FILES`)."""
+        files = {kind: _training_file(self.path, kind) for kind in TRAINING_FILES}
+        return {kind: path for kind, path in files.items() if path.is_file()}
 
     @property
     def camera(self) -> dict:
@@ -180,7 +193,11 @@ class LibraryEntry:
         return "  ".join(parts)
 
     def describe(self) -> str:
-        """Several lines for ``siril-denoise models show NAME``."""
+        """Several lines for ``siril-denoise models show NAME``: what it is, how it trained, its files.
+
+        Long values (the registration pairs of a session, often 90 or more)
+        are summarised, so no line runs on.
+        """
         info = self.info
         date = self.trained
         lines = [
@@ -193,19 +210,23 @@ class LibraryEntry:
         ]
         if info.get("siril_denoise_version"):
             lines.append(f"  version:       siril-denoise {info['siril_denoise_version']}")
-        training = info.get("training") or {}
-        for note in (training.get("notes") or []) if isinstance(training, Mapping) else []:
+        training = info.get("training") if isinstance(info.get("training"), Mapping) else {}
+        for note in training.get("notes") or []:
             lines.append(f"  WARNING:       {note}")
         cam = {k: v for k, v in self.camera.items() if v is not None}
         lines.append("  camera:" if cam else "  camera:        unknown (no acquisition metadata)")
         for key, value in cam.items():
             lines.append(f"    {key + ':':<16} {_fmt_value(value)}")
-        for section in ("training", "normalisation"):
-            values = info.get(section) or {}
-            if isinstance(values, Mapping) and values:
-                lines.append(f"  {section}:")
-                for key, value in values.items():
-                    lines.append(f"    {str(key) + ':':<16} {_fmt_value(value)}")
+        if training:
+            lines.append("  training:")
+            lines += [f"    {key + ':':<16} {text}" for key, text in _training_lines(training)]
+        normalisation = info.get("normalisation")
+        if isinstance(normalisation, Mapping) and normalisation:
+            lines.append("  normalisation:")
+            lines += [f"    {str(key) + ':':<16} {_fmt_value(value)}" for key, value in normalisation.items()]
+        files = self.training_files
+        lines.append("  training files:" if files else "  training files: none kept (curve and frames record)")
+        lines += [f"    {kind + ':':<16} {path}" for kind, path in files.items()]
         return "\n".join(lines)
 
 
@@ -258,7 +279,9 @@ class ModelLibrary:
         if not self.root.is_dir():
             return entries, problems
         stems = {p.stem for p in self.root.glob("*.onnx") if p.is_file()}
-        for orphan in sorted(p for p in self.root.glob("*.json") if p.stem not in stems):
+        frames = TRAINING_FILES["frames"]
+        records = {p for p in self.root.glob(f"*{frames}") if p.name[: -len(frames)] in stems}
+        for orphan in sorted(p for p in self.root.glob("*.json") if p.stem not in stems and p not in records):
             problems.append(f"{orphan.name}: metadata without its model file {orphan.stem}.onnx")
         for stem in sorted(stems):
             try:
@@ -307,20 +330,37 @@ class ModelLibrary:
         name: str | None = None,
         meta: Any = None,
         overwrite: bool = False,
+        history_csv: Path | str | None = None,
+        plot_png: Path | str | None = None,
+        frames: Mapping[str, Any] | None = None,
     ) -> LibraryEntry:
-        """Copy an exported model into the library, with its metadata beside it.
+        """Copy an exported model into the library, with its metadata and training files beside it.
 
         ``meta`` is the :class:`siril_denoise.io.ImageMeta` (or a dict with the
         same keys) of the frames the model was trained on. ``name`` defaults to
         ``<instrument>_g<gain>_<exposure>s_<method>_<YYYYmmdd-HHMM>``; an
         explicit name that is already taken raises :class:`ModelError` unless
-        ``overwrite``. Both files are written to temporary names and renamed,
-        so a failure never leaves a half-written model behind.
+        ``overwrite``.
+
+        ``history_csv`` and ``plot_png`` (a trained model's validation curve,
+        as :class:`siril_denoise.pipeline.TrainedModel` holds them; None:
+        left out) are copied to ``<name>-history.csv`` and
+        ``<name>-curve.png``; ``frames``, a JSON-serialisable record of the
+        frames trained on, is written to ``<name>-frames.json``. An
+        overwritten model loses the training files of the old one. Every
+        file is written to a temporary name and renamed; a failure after the
+        model file was written removes all of this model's files, so no
+        half-saved model is left.
         """
         src = Path(onnx_path).expanduser()
         if not src.is_file():
             raise ModelError(f"Cannot add {src} to the library: no such file.")
+        extra = {"history": history_csv, "curve": plot_png}
+        for given in extra.values():
+            if given is not None and not Path(given).is_file():
+                raise ModelError(f"Cannot add the training file {given} to the library: no such file.")
         model_meta = read_metadata(src)
+        frames_text = None if frames is None else json.dumps(frames, indent=1, default=_json_default) + "\n"
         info = _build_info(model_meta, _meta_dict(meta), source=src.name)
         if name is None:
             stem = self._unique(_default_name(info))
@@ -328,17 +368,32 @@ class ModelLibrary:
             stem = sanitise_name(name)
             if not stem:
                 raise ModelError(f"{name!r} cannot be used as a model name; use letters, digits, '-' or '_'.")
+            if stem.endswith(TRAINING_FILES["frames"][: -len(".json")]):
+                raise ModelError(f"{stem!r} cannot be used as a model name: names ending in "
+                                 "'-frames' are kept for the frames records beside the models.")
             if (self.root / f"{stem}.onnx").exists() and not overwrite:
                 raise ModelError(f"A model called {stem!r} is already in the library ({self.root}). "
                                  "Choose another name, or overwrite it on purpose.")
         info["name"] = stem
         dest = self.root / f"{stem}.onnx"
+        model_written = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             write_atomic(dest, src.read_bytes())
+            model_written = True
             write_atomic(dest.with_suffix(".json"),
                           (json.dumps(info, indent=2, default=_json_default) + "\n").encode())
+            for kind in TRAINING_FILES:
+                path = _training_file(dest, kind)
+                if kind == "frames" and frames_text is not None:
+                    write_atomic(path, frames_text)
+                elif kind != "frames" and extra[kind] is not None:
+                    write_atomic(path, Path(extra[kind]).read_bytes())
+                else:
+                    path.unlink(missing_ok=True)  # an overwritten model's, which no longer applies
         except OSError as exc:
+            if model_written:
+                _remove_model_files(dest)
             raise ModelError(f"Could not save model {stem!r} in {self.root}: "
                              f"{exc.strerror or exc}. Free some disk space or choose another "
                              "library directory (--library).") from exc
@@ -346,19 +401,14 @@ class ModelLibrary:
         return LibraryEntry(stem, dest, info)
 
     def delete(self, name: str) -> None:
-        """Remove a model and its metadata; :class:`ModelError` if there is no such model."""
+        """Remove a model, its metadata and its training files; :class:`ModelError` if there is no such model."""
         stem = name[:-5] if name.endswith(".onnx") else name
         if not stem or stem != sanitise_name(stem):
             raise ModelError(self._missing_message(name))
         onnx_file = self.root / f"{stem}.onnx"
-        json_file = onnx_file.with_suffix(".json")
-        if not onnx_file.is_file() and not json_file.is_file():
+        if not onnx_file.is_file() and not onnx_file.with_suffix(".json").is_file():
             raise ModelError(self._missing_message(name))
-        for path in (onnx_file, json_file):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        _remove_model_files(onnx_file)
         log.info("Deleted model %s from %s", stem, self.root)
 
     # -- matching -----------------------------------------------------------
@@ -522,6 +572,17 @@ def format_matches(matches: list[Match]) -> str:
 
 # ----------------------------------------------------------------------------
 # Private helpers
+
+
+def _training_file(model: Path, kind: str) -> Path:
+    """Where the training file ``kind`` of :data:`TRAINING_FILES` sits beside ``model`` (``<name>.onnx``)."""
+    return model.with_name(model.stem + TRAINING_FILES[kind])
+
+
+def _remove_model_files(model: Path) -> None:
+    """Remove ``<name>.onnx``, ``<name>.json`` and the training files; missing ones are fine."""
+    for path in [model, model.with_suffix(".json")] + [_training_file(model, k) for k in TRAINING_FILES]:
+        path.unlink(missing_ok=True)
 
 
 def _meta_dict(meta: Any) -> dict:
@@ -709,18 +770,93 @@ def _fmt_num(value: Any) -> str:
     return str(int(number)) if number.is_integer() else f"{number:g}"
 
 
-def _fmt_value(value: Any) -> str:
+def _fmt_value(value: Any, width: int = 100) -> str:
+    """``value`` as text of at most ``width`` characters: a long list says how many items it holds."""
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=_json_default)
-    return str(value)
+    if not isinstance(value, (dict, list)):
+        return str(value)
+    text = json.dumps(value, default=_json_default)
+    if len(text) <= width:
+        return text
+    if isinstance(value, list):
+        head = ", ".join(json.dumps(v, default=_json_default) for v in value[:2])
+        text = f"{len(value)} items: {head}, ..."
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+#: Training fields that :func:`_training_lines` words itself; the others are listed as they are.
+_TRAINING_WORDED = frozenset((
+    "frames", "validation_frame", "steps", "max_steps", "seconds", "device", "stopped", "best_val",
+    "best_step", "val_input", "gain", "flags", "notes", "pairs", "steps_per_s", "pixels_per_s", "mfu",
+    "gflops"))
+
+
+def _training_lines(training: Mapping) -> list[tuple[str, str]]:
+    """(label, text) lines of ``models show``'s training block, from a model's ``training`` metadata.
+
+    The score is the held-out validation loss against the untouched input's
+    (``gain`` = 1 - best/untouched, 0..1, higher is better); the Noise2Noise
+    registration pairs are summarised by count, overlap range and the
+    worst-overlapping few.
+    """
+    get = training.get
+    lines: list[tuple[str, str]] = []
+    if get("frames") is not None:
+        held = get("validation_frame")
+        lines.append(("frames", f"{get('frames')}" + (f" (frame {held + 1} held out for validation)"
+                                                      if isinstance(held, int) else "")))
+    if get("steps") is not None:
+        text = f"{get('steps')}" + (f" of {get('max_steps')}" if get("max_steps") else "")
+        if _positive(get("seconds")):
+            text += f" in {float(get('seconds')):.0f} s" + (f" on {get('device')}" if get("device") else "")
+        lines.append(("steps", text + (f" (stopped: {get('stopped')})" if get("stopped") else "")))
+    best, untouched, gain = get("best_val"), get("val_input"), get("gain")
+    if isinstance(best, (int, float)):
+        text = f"best validation loss {best:.5g}"
+        if get("best_step") is not None:
+            text += f" at step {get('best_step')}"
+        if isinstance(untouched, (int, float)) and math.isfinite(untouched):
+            text += f"; untouched input {untouched:.5g}"
+        if isinstance(gain, (int, float)) and math.isfinite(gain):
+            text += f" ({100 * gain:.0f} % lower)"
+        lines.append(("score", text))
+    flags = get("flags")
+    if isinstance(flags, list):
+        lines.append(("flags", ", ".join(str(f) for f in flags) or "none"))
+    pairs = [p for p in get("pairs") or [] if isinstance(p, Mapping)]
+    if pairs:
+        lines.append(("pairs", _describe_pairs(pairs)))
+    if _positive(get("steps_per_s")):
+        text = f"{_positive(get('steps_per_s')):.2f} steps/s"
+        if _positive(get("pixels_per_s")):
+            text += f", {_positive(get('pixels_per_s')) / 1e6:.2g} Mpx/s"
+        if _positive(get("mfu")):
+            text += f", {100 * _positive(get('mfu')):.0f} % of the matmul rate"
+        lines.append(("speed", text))
+    lines += [(str(key), _fmt_value(value)) for key, value in training.items() if key not in _TRAINING_WORDED]
+    return lines
+
+
+def _describe_pairs(pairs: list[Mapping]) -> str:
+    """'90 frame pairs, overlap 93-100 % (median 99 %); least overlap: 3->7 93 %, ...' (frames counted from 1)."""
+    overlaps = sorted(((float(p["overlap"]), p) for p in pairs if isinstance(p.get("overlap"), (int, float))),
+                      key=lambda pair: pair[0])
+    text = f"{len(pairs)} frame pairs"
+    if overlaps:
+        values = [o for o, _ in overlaps]
+        median = values[len(values) // 2]
+        text += f", overlap {100 * values[0]:.0f}-{100 * values[-1]:.0f} % (median {100 * median:.0f} %)"
+        number = lambda k: k + 1 if isinstance(k, int) else "?"  # noqa: E731
+        worst = [f"{number(p.get('i'))}->{number(p.get('j'))} {100 * o:.0f} %" for o, p in overlaps[:3]]
+        text += "; least overlap: " + ", ".join(worst)
+    return text
 
 
 def _json_default(value: Any) -> Any:
-    """Make numpy scalars, paths and dates JSON-safe."""
-    if hasattr(value, "item"):
-        return value.item()
+    """Make numpy scalars and arrays, paths and dates JSON-safe."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
     if isinstance(value, (Path, datetime)):
         return str(value)
     return repr(value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class TrainedModel:
         warnings: plain-language notes when training was cut short by the
             time limit or the model barely beats the untouched input (also
             in ``metadata["training"]["notes"]``, flags in ``["flags"]``).
+        temp_dir: the temporary folder that holds these files when no
+            ``out_dir`` was given; :meth:`cleanup` removes it once they are
+            saved elsewhere (in the library: ``ModelLibrary.add``).
     """
 
     onnx_path: Path
@@ -83,6 +87,12 @@ class TrainedModel:
     history_csv: Path | None = None
     plot_png: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    temp_dir: Path | None = None
+
+    def cleanup(self) -> None:
+        """Remove :attr:`temp_dir` and the files in it (nothing when the caller chose ``out_dir``)."""
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _sub(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -654,14 +664,20 @@ def train_on_frames(
                    after=lambda gflops: 3.0)  # export, parity check and the training curve
     metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, result, meta, len(works), extra)
     network.to(torch.device("cpu"))
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="siril-denoise-"))
+    temp = None if out_dir else Path(tempfile.mkdtemp(prefix="siril-denoise-"))
+    out = Path(out_dir) if out_dir else temp
     out.mkdir(parents=True, exist_ok=True)
     if progress:
         progress(0.96, "Exporting the model to ONNX")
     onnx_path = out / "model.onnx"
-    rep = export_onnx(network, onnx_path, channels=works[0].shape[0], metadata=metadata)
     csv_path, png_path = out / "training_curve.csv", out / "training_curve.png"
-    save_history(result.history, csv_path, png_path)
+    try:
+        rep = export_onnx(network, onnx_path, channels=works[0].shape[0], metadata=metadata)
+        save_history(result.history, csv_path, png_path)
+    except BaseException:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+        raise
     summary = (
         f"{method} / {net_name} on {len(works)} frame(s), {norm.transform} normalisation: "
         f"{result.steps} steps in {result.seconds:.0f} s on {result.device} (stopped: {result.stopped}); "
@@ -673,4 +689,4 @@ def train_on_frames(
     if progress:
         progress(1.0, "Training done")
     return TrainedModel(onnx_path, metadata, summary, csv_path, png_path if png_path.exists() else None,
-                        list(result.notes))
+                        list(result.notes), temp)

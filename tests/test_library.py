@@ -270,7 +270,7 @@ def test_sub_model_on_stack_warns_but_stays_usable(lib: ModelLibrary, tmp_path: 
 
 def test_a_model_training_flagged_is_marked_in_lists_and_in_the_siril_picker(tmp_path):
     from siril_denoise.library import LibraryEntry, Match
-    from siril_denoise.siril.jobs import picker_choices
+    from siril_denoise.usecases import choices as picker_choices
 
     info = {"method": "n2n", "channels": 1,
             "training": {"flags": ["cut_short"], "steps": 40, "max_steps": 800,
@@ -287,3 +287,88 @@ def test_a_model_training_flagged_is_marked_in_lists_and_in_the_siril_picker(tmp
 
     labels = {c.key: c.label for c in picker_choices(_Lib(), 2, None)}
     assert "cut short" in labels["model:rushed"] and "WARNING" not in labels["model:fine"]
+
+
+# -- training files and `models show` -------------------------------------------
+
+
+def training_files(tmp_path: Path) -> tuple[Path, Path]:
+    csv = tmp_path / "training_curve.csv"
+    csv.write_text("step,seconds,lr,train_loss,val_loss\n100,3.0,0.001,0.5,0.4\n")
+    png = tmp_path / "training_curve.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    return csv, png
+
+
+def test_training_curve_and_frames_record_live_and_die_with_the_model(lib: ModelLibrary, tmp_path: Path) -> None:
+    csv, png = training_files(tmp_path)
+    record = {"sequence": "light", "reference": 1, "frames": [{"index": 1, "filenum": 1, "H": None}]}
+    entry = lib.add(make_model(tmp_path / "m.onnx"), name="m31", meta=CAMERA,
+                    history_csv=csv, plot_png=png, frames=record)
+
+    # the names the Siril side has always used for them
+    kept = {p.name for p in lib.root.iterdir()}
+    assert kept == {"m31.onnx", "m31.json", "m31-history.csv", "m31-curve.png", "m31-frames.json"}
+    assert (lib.root / "m31-history.csv").read_bytes() == csv.read_bytes()
+    assert json.loads((lib.root / "m31-frames.json").read_text()) == record
+    assert set(lib.get("m31").training_files) == {"history", "curve", "frames"}
+    entries, problems = lib.scan()  # a frames record is not a stray metadata file
+    assert [e.name for e in entries] == ["m31"] and problems == []
+    text = format_show(lib.get("m31"))
+    for path in ("m31-history.csv", "m31-curve.png", "m31-frames.json"):
+        assert str(lib.root / path) in text
+
+    # overwriting with a model that has no frames record drops the old one
+    lib.add(make_model(tmp_path / "m.onnx"), name="m31", overwrite=True, history_csv=csv)
+    assert set(lib.get("m31").training_files) == {"history"}
+
+    lib.delete(entry.name)
+    assert list(lib.root.iterdir()) == []
+
+    # a model name that would take another model's frames record is refused
+    with pytest.raises(ModelError, match="-frames"):
+        lib.add(make_model(tmp_path / "m.onnx"), name="m31-frames")
+    with pytest.raises(ModelError, match="no such file"):
+        lib.add(make_model(tmp_path / "m.onnx"), name="m32", plot_png=tmp_path / "gone.png")
+    assert list(lib.root.iterdir()) == []
+
+
+def test_models_show_is_a_readable_block_with_the_score_flags_and_folded_pairs(tmp_path: Path) -> None:
+    pairs = [{"i": i, "j": j, "overlap": 0.99 - 0.001 * (i + j), "scale": [1.0], "offset": [0.0]}
+             for i in range(10) for j in range(10) if i != j]
+    info = {"method": "n2n", "network": "unet", "channels": 1,
+            "training": {"frames": 10, "validation_frame": 9, "steps": 300, "max_steps": 800, "seconds": 61.4,
+                         "device": "cpu", "stopped": "time_budget", "best_val": 0.0123, "best_step": 280,
+                         "val_input": 0.0190, "gain": 0.353, "flags": ["cut_short"], "pairs": pairs,
+                         "notes": ["The time limit stopped training after 300 of 800 steps"],
+                         "steps_per_s": 4.9, "seed": 0}}
+    text = format_show(LibraryEntry("m", tmp_path / "m.onnx", info))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 140, max(lines, key=len)
+    joined = "\n".join(lines)
+    assert "frame 10 held out" in joined and "300 of 800" in joined and "stopped: time_budget" in joined
+    assert "best validation loss 0.0123 at step 280; untouched input 0.019 (35 % lower)" in joined
+    assert any(line.split() == ["flags:", "cut_short"] for line in lines)
+    assert "90 frame pairs, overlap" in joined and "least overlap: 9->10" in joined
+    assert "WARNING:       The time limit stopped" in joined
+    assert "training files: none kept" in joined
+    assert "seed:" in joined  # fields without their own wording are still listed
+
+
+def test_a_trained_model_leaves_no_temporary_folder_once_saved(lib: ModelLibrary, tmp_path: Path) -> None:
+    import numpy as np
+
+    from siril_denoise.pipeline import train_on_frames
+
+    frame = np.random.default_rng(0).integers(900, 1100, (48, 48)).astype(np.uint16)
+    trained = train_on_frames([frame], method="zsn2n", max_steps=2, time_budget=None, use_gpu=False)
+    assert trained.temp_dir is not None and trained.onnx_path.parent == trained.temp_dir
+    entry = lib.add(trained.onnx_path, name="zs", history_csv=trained.history_csv, plot_png=trained.plot_png)
+    trained.cleanup()
+    assert not trained.temp_dir.exists()
+    assert entry.path.is_file() and "history" in entry.training_files
+
+    kept = train_on_frames([frame], method="zsn2n", max_steps=2, time_budget=None, use_gpu=False,
+                           out_dir=tmp_path / "out")
+    kept.cleanup()  # the caller's folder is the caller's
+    assert kept.temp_dir is None and kept.onnx_path.is_file()
