@@ -69,7 +69,7 @@ def test_runner_writes_table_and_json(tmp_path, capsys):
         for key in ("psnr_linear", "psnr_stretched", "ssim_stretched", "noise_reduction", "bias_sigma",
                     "flux_err_median", "new_zero", "new_clipped"):
             assert key in r
-    assert rows[1]["seconds"] >= 0 and "peak_mb" in rows[1]
+    assert {"seconds", "peak_mb"} <= rows[1].keys()  # recorded; speed is the benchmark's to report, not a test's
     assert "train_seconds" in rows[3] and rows[3]["train_steps"] == 20
     assert "cpu" in res["machine"] and "versions" in res["machine"]
     assert md.read_text().startswith("# Benchmark results")
