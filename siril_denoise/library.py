@@ -776,6 +776,7 @@ def _fmt_value(value: Any, width: int = 100) -> str:
         return f"{value:.6g}"
     if not isinstance(value, (dict, list)):
         return str(value)
+    value = _rounded(value)
     text = json.dumps(value, default=_json_default)
     if len(text) <= width:
         return text
@@ -783,6 +784,17 @@ def _fmt_value(value: Any, width: int = 100) -> str:
         head = ", ".join(json.dumps(v, default=_json_default) for v in value[:2])
         text = f"{len(value)} items: {head}, ..."
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with every float in it rounded to 6 significant digits, for display."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 #: Training fields that :func:`_training_lines` words itself; the others are listed as they are.
@@ -819,7 +831,7 @@ def _training_lines(training: Mapping) -> list[tuple[str, str]]:
         if isinstance(untouched, (int, float)) and math.isfinite(untouched):
             text += f"; untouched input {untouched:.5g}"
         if isinstance(gain, (int, float)) and math.isfinite(gain):
-            text += f" ({100 * gain:.0f} % lower)"
+            text += f" ({100 * abs(gain):.1f} % {'lower' if gain >= 0 else 'higher'})"
         lines.append(("score", text))
     flags = get("flags")
     if isinstance(flags, list):

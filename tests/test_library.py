@@ -341,18 +341,20 @@ def test_models_show_is_a_readable_block_with_the_score_flags_and_folded_pairs(t
                          "device": "cpu", "stopped": "time_budget", "best_val": 0.0123, "best_step": 280,
                          "val_input": 0.0190, "gain": 0.353, "flags": ["cut_short"], "pairs": pairs,
                          "notes": ["The time limit stopped training after 300 of 800 steps"],
-                         "steps_per_s": 4.9, "seed": 0}}
+                         "steps_per_s": 4.9, "seed": 0},
+            "normalisation": {"transform": "gat", "a": [0.6201694358888359] * 4}}
     text = format_show(LibraryEntry("m", tmp_path / "m.onnx", info))
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 140, max(lines, key=len)
     joined = "\n".join(lines)
     assert "frame 10 held out" in joined and "300 of 800" in joined and "stopped: time_budget" in joined
-    assert "best validation loss 0.0123 at step 280; untouched input 0.019 (35 % lower)" in joined
+    assert "best validation loss 0.0123 at step 280; untouched input 0.019 (35.3 % lower)" in joined
     assert any(line.split() == ["flags:", "cut_short"] for line in lines)
     assert "90 frame pairs, overlap" in joined and "least overlap: 9->10" in joined
     assert "WARNING:       The time limit stopped" in joined
     assert "training files: none kept" in joined
     assert "seed:" in joined  # fields without their own wording are still listed
+    assert "[0.620169, 0.620169, 0.620169, 0.620169]" in joined
 
 
 def test_a_trained_model_leaves_no_temporary_folder_once_saved(lib: ModelLibrary, tmp_path: Path) -> None:
