@@ -29,8 +29,9 @@ from . import __version__
 from .errors import InputError, ModelError
 from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
+from .methods import METHODS, MethodSpec, TrainingData, method_spec, single_image_methods
 from .noise import NoiseModel, Normaliser, estimate_noise_model
-from .protect import restore_background_level, restore_structure
+from .protect import restore_background_level, restore_sources, restore_structure
 from .measure import background_mask, measured_region
 from .report import QualityReport, quality_report
 
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
 
-#: Default network of each method.
-DEFAULT_NET = {"zsn2n": "zsn2n", "nb2nb": "unet", "n2n": "unet"}
+#: Default network of each method, for callers written before the registry (:data:`siril_denoise.methods.METHODS`).
+DEFAULT_NET = {name: spec.network for name, spec in METHODS.items()}
 
 
 @dataclass
@@ -136,39 +137,9 @@ def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto")
     return nm, Normaliser.fit(frames, nm, transform)
 
 
-#: Default training recipe of each method, chosen by measurement (docs/benchmark.md, "Training: recipe
-#: sweep"): work is counted in steps, so a run gives the same model on a busy machine as on a quiet one.
-#: n2n: a 2-level U-Net of width 32 on 8 crops of 64² (+1 dB over BM3D-GAT on the faint 512² session at
-#: 800 steps, where width 16, bfloat16 or pixel-unshuffled variants lose 0.3-7 dB); zsn2n: more steps on
-#: 64² crops beat fewer on 128² at a third of the cost.
-RECIPES = {
-    "zsn2n": dict(max_steps=600, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
-    "nb2nb": dict(max_steps=1000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20, val_batches=8),
-    "n2n": dict(max_steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8,
-                net_options={"levels": 2, "features": 32}),
-}
-
-
 def default_steps(method: str) -> int:
     """The default number of training steps of ``method``."""
-    return int(RECIPES[method]["max_steps"])
-
-
-def _train_config(method: str, time_budget: float | None, seed: int, device: str, max_steps: int | None,
-                  threads: int | None = None, recipe: dict | None = None):
-    from .training import TrainConfig
-
-    # Validation losses are noisy (the targets are noisy): many held-out
-    # batches, so that "best" is not decided by the luck of a few crops.
-    knobs = {**RECIPES[method], **(recipe or {})}
-    knobs.pop("net_options", None)
-    cfg = TrainConfig(**knobs)
-    cfg.time_budget, cfg.seed, cfg.device, cfg.threads = time_budget, seed, device, threads
-    if max_steps:
-        cfg.max_steps = int(max_steps)
-        cfg.eval_interval = max(5, min(cfg.eval_interval, cfg.max_steps // 5))
-        cfg.warmup_steps = min(cfg.warmup_steps, max(1, cfg.max_steps // 10))
-    return cfg
+    return method_spec(method).recipe.steps
 
 
 def _registration_eta(progress: Progress | None, network, channels: int, cfg, time_budget: float | None) -> Progress | None:
@@ -198,15 +169,15 @@ def _registration_eta(progress: Progress | None, network, channels: int, cfg, ti
     return cb
 
 
-def _build(net_name: str, method: str, channels: int, seed: int, recipe: dict | None):
-    """The network, seeded; the recipe's ``net_options`` (width, levels...) apply to the method's own network."""
+def _build(net_name: str, spec: MethodSpec, channels: int, seed: int, recipe: dict | None):
+    """The network, seeded; ``net_options`` (width, levels...) apply to the method's own network only."""
     import torch
 
     from .networks import build_network
 
     options = {}
-    if net_name == DEFAULT_NET[method]:
-        options = {**RECIPES[method].get("net_options", {}), **(recipe or {}).get("net_options", {})}
+    if net_name == spec.network:
+        options = {**spec.net_options, **(recipe or {}).get("net_options", {})}
     torch.manual_seed(seed)  # the initial weights
     return build_network(net_name, channels, **options)
 
@@ -311,6 +282,8 @@ def _protect_and_finish(work: np.ndarray, denoised: np.ndarray, nm: NoiseModel, 
     if protect:
         for scale in (1.5, 0.7):
             denoised, _ = restore_structure(work, denoised, nm, scale=scale)
+        # faint stars: their loss is not significant in the removed part, so find them in the result
+        denoised, _ = restore_sources(work, denoised, nm)
         denoised, _ = restore_background_level(work, denoised, masks)
     stage("protect")
     out = _finish(work, denoised, info, strength, masks)
@@ -379,7 +352,7 @@ def denoise_image(
             (Neighbor2Neighbor, a U-Net, slower). Both need pixel noise that
             is independent between neighbours: use them on raw or calibrated
             subs, not on registered (resampled) frames.
-        net: network name (default: the method's, see ``DEFAULT_NET``).
+        net: network name (default: the method's, :attr:`MethodSpec.network`).
         cfa_pattern: Bayer pattern of a raw mosaic ('RGGB'...), else None.
         strength: 0 = original, 1 = fully denoised, linear blend in data units.
         time_budget: optional cap on training seconds (None: none). A run it
@@ -397,7 +370,7 @@ def denoise_image(
             input, seed, steps and ``threads`` give the same output.
         threads: torch threads for training (default: half the CPUs, fixed
             whatever the load; see :func:`siril_denoise.training.default_threads`).
-        recipe: overrides of the method's training recipe (:data:`RECIPES`):
+        recipe: overrides of the method's training recipe (:attr:`MethodSpec.recipe`):
             :class:`~siril_denoise.training.TrainConfig` fields, and
             ``net_options`` for the network (``features``, ``levels``...);
             for experiments such as the benchmark's recipe sweep.
@@ -409,21 +382,22 @@ def denoise_image(
     import torch
 
     from .export import export_onnx
-    from .methods import METHODS, SINGLE_IMAGE_METHODS
     from .training import train
 
-    if method not in SINGLE_IMAGE_METHODS:
-        raise InputError(f"denoise trains on the image itself: choose one of {', '.join(SINGLE_IMAGE_METHODS)} "
+    if method not in single_image_methods():
+        raise InputError(f"denoise trains on the image itself: choose one of {', '.join(single_image_methods())} "
                          f"(got {method!r}); for Noise2Noise across frames use train/apply.")
+    spec = method_spec(method)
     work, info = to_working(data, cfa_pattern)
     nm, norm = _noise_and_normaliser(work, info, meta)
     z = norm.forward(work)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
-    net_name = net or DEFAULT_NET[method]
-    network = _build(net_name, method, work.shape[0], seed, recipe)
-    m = METHODS[method]([work], norm)
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads, recipe)
-    cfg.crop = _fit_crop(cfg.crop, work.shape[1:], getattr(network, "multiple", 1))
+    net_name = net or spec.network
+    network = _build(net_name, spec, work.shape[0], seed, recipe)
+    m = spec.build(TrainingData([work], norm))
+    cfg = spec.recipe.train_config(recipe, max_steps=max_steps, time_budget=time_budget, seed=seed,
+                                   device="auto" if use_gpu else "cpu", threads=threads)
+    cfg.crop = _fit_crop(cfg.crop, work.shape[1:], getattr(network, "multiple", 1), spec.crop_fraction)
     result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel,
                    after=_after_training(network, work.shape[0], work.shape[1] * work.shape[2]))
     metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, result, meta, 1)
@@ -601,16 +575,15 @@ def train_on_frames(
     import torch
 
     from .export import export_onnx
-    from .methods import METHODS, Noise2Noise
-    from .pairs import PairSampler, full_to_packed_homography
+    from .pairs import full_to_packed_homography
     from .training import save_history, train
 
-    if method not in METHODS:
-        raise InputError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    spec = method_spec(method)
     frames = list(frames)
-    if len(frames) < (2 if method == "n2n" else 1):
-        raise InputError(f"Noise2Noise needs at least 2 frames of the same target (got {len(frames)}); "
-                         "for a single image use a zero-shot method (zsn2n or nb2nb).")
+    if len(frames) < spec.min_frames:
+        raise InputError(f"{spec.label} needs at least {spec.min_frames} frames of the same target "
+                         f"(got {len(frames)}); for a single image use a zero-shot method "
+                         f"({' or '.join(single_image_methods())}).")
     shapes = {tuple(np.asarray(f).shape) for f in frames}
     if len(shapes) > 1:
         raise InputError(f"The frames have different sizes ({', '.join('x'.join(map(str, s)) for s in sorted(shapes))}); "
@@ -628,10 +601,11 @@ def train_on_frames(
     info = infos[0]
     nm, norm = _noise_and_normaliser(works, info, meta)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
-    net_name = net or DEFAULT_NET[method]
-    network = _build(net_name, method, works[0].shape[0], seed, recipe)
-    extra: dict = {}
-    if method == "n2n":
+    net_name = net or spec.network
+    network = _build(net_name, spec, works[0].shape[0], seed, recipe)
+    cfg = spec.recipe.train_config(recipe, max_steps=max_steps, time_budget=time_budget, seed=seed,
+                                   device="auto" if use_gpu else "cpu", threads=threads)
+    if not spec.single_image:
         n = len(works)
         if homographies is not None:
             if len(homographies) != n:
@@ -642,24 +616,12 @@ def train_on_frames(
         else:
             from .pairs import register
 
-            cfg0 = _train_config(method, time_budget, seed, "cpu", max_steps, threads, recipe)
-            homographies = register(works, progress=_registration_eta(progress, network, works[0].shape[0], cfg0, time_budget),
+            homographies = register(works, progress=_registration_eta(progress, network, works[0].shape[0], cfg, time_budget),
                                     should_cancel=should_cancel)
-        if n >= 3:
-            val = n - 1 if validation_frame is None else int(validation_frame)
-            train_idx = [k for k in range(n) if k != val]
-            val_idx = [val, train_idx[-1]]
-        else:
-            log.warning("Only 2 frames: no frame can be held out, validation uses the training pairs.")
-            val, train_idx, val_idx = None, [0, 1], [0, 1]
-        tr = PairSampler(works, homographies, indices=train_idx, should_cancel=should_cancel)
-        va = PairSampler(works, homographies, indices=val_idx, should_cancel=should_cancel)
-        m = Noise2Noise(tr, va, norm)
-        extra = {"validation_frame": val, "pairs": tr.pair_stats()}
-    else:
-        m = METHODS[method](works, norm)
-    cfg = _train_config(method, time_budget, seed, "auto" if use_gpu else "cpu", max_steps, threads, recipe)
-    cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), 0.75 if method == "n2n" else 1.0)
+    m = spec.build(TrainingData(works, norm, homographies if not spec.single_image else None, validation_frame,
+                                should_cancel))
+    extra = dict(getattr(m, "metadata", {}))
+    cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), spec.crop_fraction)
     result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel,
                    after=lambda gflops: 3.0)  # export, parity check and the training curve
     metadata = _model_metadata(method, net_name, info, works[0].shape[0], nm, norm, result, meta, len(works), extra)

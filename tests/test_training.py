@@ -8,7 +8,9 @@ import torch
 
 from siril_denoise import library, synthetic
 from siril_denoise.errors import Cancelled
-from siril_denoise.methods import Neighbor2Neighbor, ZeroShotN2N, nb2nb, zsn2n
+from siril_denoise.methods import nb2nb, zsn2n
+from siril_denoise.methods.nb2nb import Neighbor2Neighbor
+from siril_denoise.methods.zsn2n import ZeroShotN2N
 from siril_denoise.networks import NETWORKS, build_network
 from siril_denoise.noise import Normaliser, estimate_noise_model
 from siril_denoise.training import TrainConfig, get_lr, train

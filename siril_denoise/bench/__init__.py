@@ -29,7 +29,7 @@ __all__ = ["main", "run_benchmark", "build_parser"]
 ALL_SCENARIOS = SCENARIOS + ("real",)
 
 #: Settings of the full and the quick run. ``steps``: training steps per learned method (None: the
-#: method's default, :data:`siril_denoise.pipeline.RECIPES`); the quick run's are enough for every
+#: method's default, :attr:`siril_denoise.methods.MethodSpec.recipe`); the quick run's are enough for every
 #: learned method to beat the noisy input clearly on its 128² scenes.
 FULL = {"size": 512, "frames": 10, "steps": None}
 QUICK = {"size": 128, "frames": 4, "steps": 200}

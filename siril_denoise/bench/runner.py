@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from siril_denoise.layout import to_working
+from siril_denoise.methods import METHODS as LEARNED_SPECS
 
 from .baselines import BASELINES, mean_of_frames
 from .metrics import StarSet, score
@@ -27,14 +28,12 @@ from .scenes import BenchScene
 
 log = logging.getLogger("siril_denoise.bench")
 
-LEARNED = ("zsn2n", "nb2nb", "n2n")
+LEARNED = tuple(LEARNED_SPECS)
 METHODS = LEARNED + tuple(BASELINES) + ("mean",)
 
 LABELS = {
     "input": "noisy input",
-    "zsn2n": "ZS-N2N (this image)",
-    "nb2nb": "Neighbor2Neighbor (this image)",
-    "n2n": "Noise2Noise (session)",
+    **{name: spec.label for name, spec in LEARNED_SPECS.items()},
     "bm3d": "BM3D + GAT",
     "nlm": "NL-means (skimage)",
     "wavelet": "wavelet BayesShrink",
@@ -91,12 +90,12 @@ def run_learned(method: str, frames: list[np.ndarray], cfa: str | None, homograp
     """Denoise ``frames[0]`` with a learned method; returns (Siril-layout result, training summary)."""
     from siril_denoise import pipeline
 
-    if method in ("zsn2n", "nb2nb"):
+    if LEARNED_SPECS[method].single_image:
         r = pipeline.denoise_image(frames[0], method=method, cfa_pattern=cfa, time_budget=time_budget, seed=seed,
                                    max_steps=steps)
         return r.data, dict(r.model_metadata.get("training", {}))
     with tempfile.TemporaryDirectory(prefix="siril-denoise-bench-") as tmp:
-        tm = pipeline.train_on_frames(frames, homographies=homographies, cfa_pattern=cfa, method="n2n",
+        tm = pipeline.train_on_frames(frames, homographies=homographies, cfa_pattern=cfa, method=method,
                                       time_budget=time_budget, seed=seed, max_steps=steps, out_dir=tmp)
         r = pipeline.apply_model(frames[0], tm.onnx_path, cfa_pattern=cfa)
         return r.data, dict(tm.metadata.get("training", {}))
@@ -107,7 +106,7 @@ def denoise(method: str, scene: BenchScene, *, time_budget: float | None = None,
     """One method on one scene: (working-layout result or None when not applicable, extra info)."""
     cfa = scene.cfa_pattern
     if method in LEARNED:
-        if method == "n2n" and len(scene.frames) < 3:
+        if not LEARNED_SPECS[method].single_image and len(scene.frames) < 3:
             return None, {"note": "n/a: needs a session of ≥ 3 frames"}
         out, training = run_learned(method, scene.frames, cfa, scene.homographies, time_budget=time_budget,
                                     seed=seed, steps=steps)

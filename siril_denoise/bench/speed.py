@@ -297,13 +297,11 @@ def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) ->
     ``{"rows", "memory", "tiling", "shape"}``.
     """
     from siril_denoise.io import write_image
-    from siril_denoise.pipeline import DEFAULT_NET
-
-    from siril_denoise.pipeline import RECIPES
+    from siril_denoise.methods import METHODS
 
     say = progress or (lambda m: None)
-    default = DEFAULT_NET["n2n"]
-    options = RECIPES["n2n"].get("net_options", {})
+    default = METHODS["n2n"].network
+    options = METHODS["n2n"].net_options
     nets = {default + "".join(f" {k}={v}" for k, v in options.items()) + " (default)": (default, None)}
     if default != "unet" or options.get("levels", 3) != 3 or options.get("features", 32) != 32:
         nets["unet, 3 levels of width 32 (before)"] = ("unet", {"net_options": {"levels": 3, "features": 32}})

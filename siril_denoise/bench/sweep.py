@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 from siril_denoise.layout import to_working
+from siril_denoise.methods import METHODS
 
 from .metrics import StarSet, score
 from .runner import measured
@@ -80,10 +81,10 @@ def run(method: str, scenario: str, specs: list[str], *, size: int, frames: int,
             recipe = parse_spec(spec)
 
             def learn():
-                if method == "n2n":
+                if not METHODS[method].single_image:
                     with tempfile.TemporaryDirectory(prefix="siril-denoise-sweep-") as tmp:
                         tm = pipeline.train_on_frames(scene.frames, homographies=scene.homographies, cfa_pattern=cfa,
-                                                      method="n2n", use_gpu=False, seed=seed, threads=threads,
+                                                      method=method, use_gpu=False, seed=seed, threads=threads,
                                                       recipe=recipe, out_dir=tmp)
                         r = pipeline.apply_model(scene.frames[0], tm.onnx_path, cfa_pattern=cfa, use_gpu=False)
                         return r.data, tm.metadata["training"]
@@ -107,7 +108,7 @@ def run(method: str, scenario: str, specs: list[str], *, size: int, frames: int,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m siril_denoise.bench.sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    p.add_argument("--method", default="n2n", choices=("n2n", "zsn2n", "nb2nb"))
+    p.add_argument("--method", default="n2n", choices=tuple(METHODS))
     p.add_argument("--scenario", default="faint_mono")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--frames", type=int, default=10)

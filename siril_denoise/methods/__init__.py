@@ -1,4 +1,18 @@
-"""Self-supervised training methods, one module each: pair sampler + loss.
+"""Self-supervised training methods and their registry.
+
+:data:`METHODS` is the only list of method names: each maps to a
+:class:`MethodSpec` with the method's label, whether it trains on one image
+or on a session, its default network (+ options) and its training
+:class:`Recipe`. The pipeline, the CLI, the Siril side and the benchmark read
+it; nothing here imports torch until a method is built.
+
+Adding a method takes one module and one entry:
+
+1. ``methods/<name>.py``: the method class (below) and a function
+   ``build(data: TrainingData)`` that makes it (the classes are imported from
+   their modules, e.g. ``from siril_denoise.methods.n2n import Noise2Noise``:
+   this package itself stays free of torch);
+2. its :class:`MethodSpec` in :data:`METHODS` here.
 
 A method object holds its training data and offers
 
@@ -11,17 +25,65 @@ A method object holds its training data and offers
   loss is not one (it must be lowest for the best denoiser, and higher for
   the untouched input); ``loss`` otherwise;
 - ``passes``: the forward passes of one sample, ``(fraction of the crop's
-  pixels, with gradient)``, from which the loop counts FLOPs.
+  pixels, with gradient)``, from which the loop counts FLOPs;
+- optionally ``metadata``: a dict stored in the model's training metadata.
 
 The training loop (:mod:`siril_denoise.training`) is the same for all.
+
+Recipes were chosen by measurement (docs/benchmark.md, "Training: recipe
+sweep"). zsn2n: more steps on 64² crops beat fewer on 128² at a third of the
+cost. n2n: a 2-level U-Net of width 32 on 8 crops of 64² (+1 dB over BM3D-GAT
+on the faint 512² session at 800 steps, where width 16, bfloat16 or
+pixel-unshuffled variants lose 0.3-7 dB); its crops are at most 3/4 of the
+frame so that they fit in the overlap of dithered frames.
 """
 
-from .crops import random_crops
-from .n2n import Noise2Noise
-from .nb2nb import Neighbor2Neighbor
-from .zsn2n import ZeroShotN2N
+from __future__ import annotations
 
-METHODS = {"zsn2n": ZeroShotN2N, "nb2nb": Neighbor2Neighbor, "n2n": Noise2Noise}
-SINGLE_IMAGE_METHODS = ("zsn2n", "nb2nb")
+from ..errors import InputError
+from .registry import MethodSpec, Recipe, TrainingData
 
-__all__ = ["METHODS", "SINGLE_IMAGE_METHODS", "ZeroShotN2N", "Neighbor2Neighbor", "Noise2Noise", "random_crops"]
+#: Every method by name, in the order menus and tables list them.
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
+    MethodSpec(
+        name="zsn2n", label="Zero-shot: ZS-N2N (trained on this image)", single_image=True,
+        network="zsn2n", net_options={},
+        recipe=Recipe(steps=600, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
+    ),
+    MethodSpec(
+        name="nb2nb", label="Zero-shot: Neighbor2Neighbor (trained on this image)", single_image=True,
+        network="unet", net_options={},
+        recipe=Recipe(steps=1000, batch=8, crop=96, lr=5e-4, eval_interval=50, patience=20, val_batches=8),
+    ),
+    MethodSpec(
+        name="n2n", label="Noise2Noise across the frames of a session (trained on registered subs)",
+        single_image=False, network="unet", net_options={"levels": 2, "features": 32},
+        recipe=Recipe(steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8),
+        min_frames=2, crop_fraction=0.75,
+    ),
+)}
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The spec of method ``name``; InputError naming the known methods otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise InputError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.") from None
+
+
+def single_image_methods() -> tuple[str, ...]:
+    """Methods that train on the image they denoise (``denoise``; ``train`` accepts them too)."""
+    return tuple(name for name, spec in METHODS.items() if spec.single_image)
+
+
+def session_methods() -> tuple[str, ...]:
+    """Methods that need a session of frames of one target (``train`` only)."""
+    return tuple(name for name, spec in METHODS.items() if not spec.single_image)
+
+
+#: For callers written before the registry: :func:`single_image_methods`.
+SINGLE_IMAGE_METHODS = single_image_methods()
+
+__all__ = ["METHODS", "MethodSpec", "Recipe", "TrainingData", "method_spec", "single_image_methods",
+           "session_methods", "SINGLE_IMAGE_METHODS"]

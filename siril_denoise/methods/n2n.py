@@ -16,11 +16,17 @@ its interpolation (which lowers and correlates its noise) adds no bias.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from ..noise import Normaliser
+from ..pairs import PairSampler
 from .domain import LinearDomain
+from .registry import TrainingData
+
+log = logging.getLogger(__name__)
 
 
 class Noise2Noise:
@@ -34,7 +40,6 @@ class Noise2Noise:
         normaliser: maps data units to the network domain.
     """
 
-    name = "n2n"
     #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
     passes = ((1.0, True),)
 
@@ -42,6 +47,7 @@ class Noise2Noise:
         self.train_sampler = train_sampler
         self.val_sampler = val_sampler
         self.domain = LinearDomain(normaliser)
+        self.metadata: dict = {}  # stored with the model's training metadata
 
     def _prepare(self, inp: np.ndarray, tgt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
         return self.domain.forward_np(inp), tgt.astype(np.float32), mask.astype(np.float32)
@@ -55,3 +61,28 @@ class Noise2Noise:
     def loss(self, net: torch.nn.Module, batch) -> torch.Tensor:
         z, t, m = batch
         return self.domain.loss(net(z), t, m)
+
+
+def build(data: TrainingData) -> Noise2Noise:
+    """N2N on ``data.frames``, one frame held out for validation when there are 3 or more.
+
+    The held-out frame (``data.validation_frame``, default the last) is
+    never a training input or target; validation pairs it with the last
+    training frame. With 2 frames validation uses the training pairs. The
+    object's ``metadata`` (the held-out frame, pair statistics) goes into
+    the model's training metadata.
+    """
+    frames, n = data.frames, len(data.frames)
+    if n >= 3:
+        val = n - 1 if data.validation_frame is None else int(data.validation_frame)
+        train_idx = [k for k in range(n) if k != val]
+        val_idx = [val, train_idx[-1]]
+    else:
+        log.warning("Only 2 frames: no frame can be held out, validation uses the training pairs.")
+        val, train_idx, val_idx = None, [0, 1], [0, 1]
+    tr = PairSampler(frames, data.homographies, indices=train_idx, should_cancel=data.should_cancel)
+    va = PairSampler(frames, data.homographies, indices=val_idx, should_cancel=data.should_cancel)
+    method = Noise2Noise(tr, va, data.normaliser)
+    method.metadata = {"validation_frame": val, "pairs": tr.pair_stats()}
+    return method
+

@@ -23,6 +23,7 @@ import torch
 from ..noise import Normaliser
 from .crops import random_crops
 from .domain import LinearDomain, robust_square
+from .registry import TrainingData
 
 # Cell positions (0,0), (0,1), (1,0), (1,1) as flat indices 0..3; neighbours
 # share a row or a column.
@@ -50,7 +51,6 @@ def subsample(y, idx):
 class Neighbor2Neighbor:
     """Nb2Nb on crops of one or more images (data units, ``(C, H, W)``)."""
 
-    name = "nb2nb"
     #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
     passes = ((0.25, True), (1.0, False))
 
@@ -96,3 +96,8 @@ class Neighbor2Neighbor:
         and 2 for the identity, so the best checkpoint would be the input.
         """
         return self._terms(net, batch)[0]
+
+
+def build(data: TrainingData) -> Neighbor2Neighbor:
+    """Neighbor2Neighbor on crops of all of ``data.frames`` (the registry's builder)."""
+    return Neighbor2Neighbor(data.frames, data.normaliser)

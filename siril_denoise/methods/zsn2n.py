@@ -38,6 +38,7 @@ import torch
 from ..noise import Normaliser
 from .crops import random_crops
 from .domain import LinearDomain
+from .registry import TrainingData
 
 
 def downsample_pair(y):
@@ -50,7 +51,6 @@ def downsample_pair(y):
 class ZeroShotN2N:
     """ZS-N2N on crops of one or more images (data units, ``(C, H, W)``)."""
 
-    name = "zsn2n"
     #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
     passes = ((0.25, True), (0.25, True), (1.0, True))
 
@@ -76,3 +76,8 @@ class ZeroShotN2N:
         g1, g2 = downsample_pair(full)
         l_cons = 0.5 * (dom.loss(f1, g1) + dom.loss(f2, g2))
         return l_res + l_cons
+
+
+def build(data: TrainingData) -> ZeroShotN2N:
+    """ZeroShotN2N on crops of all of ``data.frames`` (the registry's builder)."""
+    return ZeroShotN2N(data.frames, data.normaliser)
