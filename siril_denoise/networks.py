@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["NETWORKS", "build_network", "forward_flops_per_pixel", "ZSN2NNet", "DnCNN", "UNet"]
+__all__ = ["NETWORKS", "network_names", "build_network", "forward_flops_per_pixel", "ZSN2NNet", "DnCNN", "UNet"]
 
 
 class ZSN2NNet(nn.Module):
@@ -111,7 +111,13 @@ class UNet(nn.Module):
         return x - (nn.functional.pixel_shuffle(noise, self.fold) if self.fold > 1 else noise)
 
 
+#: Every network by name: the only list of network names.
 NETWORKS: dict[str, Callable[..., nn.Module]] = {"zsn2n": ZSN2NNet, "dncnn": DnCNN, "unet": UNet}
+
+
+def network_names() -> tuple[str, ...]:
+    """The names :func:`build_network` accepts, in registry order."""
+    return tuple(NETWORKS)
 
 
 def build_network(name: str, channels: int, **kwargs) -> nn.Module:

@@ -33,7 +33,6 @@ import numpy as np
 
 from .table import _num, markdown_table
 
-NETS = ("zsn2n", "dncnn", "unet")
 TILE, OVERLAP, BATCH = 256, 64, 4  # pipeline: tile 256, overlap max(32, tile // 4)
 SIZES = {1: (1000, 1000), 6: (2000, 3000), 24: (4000, 6000)}
 
@@ -427,6 +426,7 @@ def run_speed(*, quick: bool = False, scenario_results: dict | None = None,
     """
     from siril_denoise.export import torch_callable
     from siril_denoise.inference import OnnxDenoiser
+    from siril_denoise.networks import network_names
 
     e2e = end_to_end(quick=quick, progress=progress)
     peak = matmul_gflops()
@@ -434,7 +434,7 @@ def run_speed(*, quick: bool = False, scenario_results: dict | None = None,
     rows, rss, tiling = [], [], []
     backends = [("onnxruntime", "cpu"), ("torch", "cpu")] + _gpu_backends()
     with tempfile.TemporaryDirectory(prefix="siril-denoise-speed-") as tmp:
-        for name in NETS:
+        for name in network_names():
             for channels in (1, 3):
                 path = Path(tmp) / f"{name}-{channels}.onnx"
                 net = export_random(name, channels, path)
