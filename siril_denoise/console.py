@@ -4,7 +4,9 @@
   ``--quiet``, ``summary`` always shown);
 - :func:`setup_logging`: engine log records on stderr as ``warning: ...``;
 - :class:`Bar`: a progress bar fed by the engine's ``progress(fraction, message)``;
-- :class:`CtrlC`: the first Ctrl-C asks for a clean cancel, a second stops at once.
+- :class:`CtrlC`: the first Ctrl-C asks for a clean cancel, a second stops at once;
+- :class:`Terminal`: all of these as the use cases' ``Feedback`` host
+  (:mod:`siril_denoise.usecases`): words, progress and cancel.
 
 All of them write through tqdm, so a line never breaks a bar. tqdm is imported
 when first used: ``siril-denoise --help`` stays fast.
@@ -14,9 +16,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import statistics
 import sys
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("siril_denoise.cli")
 
 
 class Console:
@@ -54,6 +60,37 @@ class Console:
                       f"matmul rate on {tr.get('threads')} thread(s)")
         for note in tr.get("notes", []):
             self.summary(f"warning: {note}")
+
+    def trained(self, outcome: Any, save_model: Path | None) -> None:
+        """What a training run made (a use-case TrainOutcome): scores, notes, where the model and its
+        validation curve are (``--out`` and the copy kept beside the model in the library)."""
+        trained, entry = outcome.trained, outcome.entry
+        self.summary(trained.summary)
+        self.training_notes(trained.metadata)
+        if entry is not None:
+            self.summary(f"Saved in the library {Path(entry.path).parent} as {entry.name}")
+        if save_model is not None or entry is None:
+            self.summary(f"Model file: {save_model or trained.onnx_path}")
+        kept = entry.training_files if entry is not None else {}
+        curve = [str(p) for p in (trained.history_csv, trained.plot_png, kept.get("history"), kept.get("curve"))
+                 if p is not None and Path(p).exists()]
+        if curve:
+            self.info(f"Validation curve: {', '.join(curve)}")
+
+    def applied(self, outcome: Any, pairs: list[tuple[Path, Path]], out_dir: Path) -> None:
+        """Per frame written (``pairs`` of input and output files), its noise figures and warnings; then
+        the summary: frames, model and median noise reduction (from a use-case FramesOutcome)."""
+        warned = 0
+        for (src, dst), report in zip(pairs, outcome.reports):
+            self.info(f"{src.name} → {dst.name}: {short_report(report)}")
+            for w in report.warnings:
+                warned += 1
+                self.info(f"  warning: {w}")
+        reductions = [r.noise_reduction_overall for r in outcome.reports]
+        med = statistics.median(reductions) if reductions else float("nan")
+        seen = "(run without -q to see them)" if self.quiet else "above"
+        self.summary(f"Denoised {len(pairs)} frame(s) into {out_dir} with {outcome.denoiser.label}: "
+                     f"median noise {med:.1f}× lower" + (f"; {warned} warning(s) {seen}" if warned else ""))
 
 
 def work_text(steps: int, seed: int, time_budget: float | None) -> str:
@@ -173,3 +210,60 @@ class CtrlC:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+class Terminal:
+    """The terminal as a use-case host's ``Feedback``: messages, one progress bar, Ctrl-C.
+
+    Use as a context manager: inside it, Ctrl-C requests a clean cancel
+    (:meth:`should_cancel`) and :meth:`progress` feeds a bar named ``desc``
+    (shown from the first call on). Hosts used together share one ``cancel``
+    (the first one's). ``before_training`` is called once, when the use case
+    is about to train (after every check), to say what the training will do.
+    """
+
+    def __init__(self, con: Console, desc: str, *, cancel: CtrlC | None = None,
+                 before_training: Callable[[], None] | None = None) -> None:
+        self.con = con
+        self.desc = desc
+        self.before_training = before_training
+        self.cancel = cancel or CtrlC()
+        self._own_cancel = cancel is None
+        self._bar: Bar | None = None
+
+    def __enter__(self) -> Terminal:
+        if self._own_cancel:
+            self.cancel.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__()
+            self._bar = None
+        if self._own_cancel:
+            self.cancel.__exit__()
+
+    def log(self, message: str, level: str = "info") -> None:
+        """``info``/``ok`` as lines on stdout (hidden by --quiet); ``warning``/``error`` on stderr."""
+        if level in ("warning", "error"):
+            log.log(logging.WARNING if level == "warning" else logging.ERROR, "%s", message)
+        else:
+            self.con.info(message)
+
+    def progress(self, fraction: float, message: str) -> None:
+        """``fraction`` in [0, 1] of the whole run, shown on the bar."""
+        if self._bar is None:
+            self._bar = Bar(self.desc, not self.con.quiet)
+        self._bar(fraction, message)
+
+    def should_cancel(self) -> bool:
+        return self.cancel()
+
+    def models_dir(self) -> Path | None:
+        """None: the library is ``--library`` (given to the use case in its Options) or the default."""
+        return None
+
+    def prepare_training(self, use_gpu: bool) -> None:
+        if self.before_training is not None:
+            say, self.before_training = self.before_training, None
+            say()

@@ -8,28 +8,41 @@ linear and after a display stretch) with the inference throughput.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from . import __version__
-from .console import Bar, Console, CtrlC, work_text
+from . import __version__, usecases
+from .console import Console, Terminal, work_text
 from .errors import InputError
+from .methods import method_spec
 
 
-def run_demo(con: Console, *, size: int = 256, method: str = "zsn2n", steps: int | None = None,
-             time_budget: float | None = None, seed: int = 0, threads: int | None = None, tile: int = 256,
-             use_gpu: bool = True, out_dir: Path | None = None) -> None:
-    """Train ``method`` on a synthetic ``size`` x ``size`` sub, print the report, the PSNR and the speed.
+class _Synthetic(Terminal):
+    """The demo's image host: the synthetic sub in memory, its result kept in :attr:`denoised`."""
 
-    ``steps``: training steps (None: the method's default); ``time_budget``:
-    optional cap in seconds; ``tile``: inference tile side in pixels, also
-    used to measure throughput. With ``out_dir``, demo_noisy/denoised/truth.fits
-    and demo_model.onnx are written there (replacing earlier ones).
+    def __init__(self, con: Console, noisy: Any) -> None:
+        super().__init__(con, "demo")
+        self.noisy, self.denoised = noisy, None
+
+    def read_image(self) -> tuple[Any, Any]:
+        return self.noisy, None
+
+    def write_image(self, data: Any, note: str) -> None:
+        self.denoised = data
+
+
+def run_demo(con: Console, opts: usecases.Options, *, size: int = 256, out_dir: Path | None = None) -> None:
+    """Train ``opts.choice`` (a single-image method) on a synthetic ``size`` x ``size`` sub; print the
+    report, the PSNR against the truth and the inference speed on tiles of ``opts.tile`` pixels.
+
+    With ``out_dir``, demo_noisy/denoised/truth.fits and demo_model.onnx are
+    written there (replacing earlier ones).
     """
     import numpy as np
 
     from .inference import OnnxDenoiser, measure_throughput
-    from .pipeline import default_steps, denoise_image
     from .measure import display_stretch, psnr, stretch_params_from
     from .synthetic import demo_frame
 
@@ -40,19 +53,17 @@ def run_demo(con: Console, *, size: int = 256, method: str = "zsn2n", steps: int
     noisy, truth, stars = demo_frame(size)
     con.summary(f"Demo: a synthetic faint mono sub, {size}×{size} uint16, background SNR ≈ 2, "
                 f"{len(stars)} stars, noise-free truth known.")
-    con.info(f"Training {method} on the image itself ({work_text(steps or default_steps(method), seed, time_budget)}, "
-             f"{'GPU if available' if use_gpu else 'CPU'})...")
+    work = work_text(opts.steps or method_spec(opts.choice).recipe.steps, opts.seed, opts.time_limit)
+    con.info(f"Training {opts.choice} on the image itself ({work}, {'GPU if available' if opts.use_gpu else 'CPU'})...")
     with tempfile.TemporaryDirectory(prefix="siril-denoise-demo-") as tmp:
         model_path = (out_dir / "demo_model.onnx") if out_dir else Path(tmp) / "model.onnx"
         if model_path.exists():
             model_path.unlink()
-        with CtrlC() as cancel, Bar("demo", not con.quiet) as bar:
-            result = denoise_image(noisy, method=method, time_budget=time_budget, use_gpu=use_gpu, tile=tile,
-                                   save_model=model_path, progress=bar, should_cancel=cancel, max_steps=steps,
-                                   seed=seed, threads=threads)
+        with _Synthetic(con, noisy) as host:
+            result = usecases.denoise_image(host, dataclasses.replace(opts, save_model=model_path)).result
         con.training_notes(result.model_metadata)
-        den = OnnxDenoiser(model_path, use_gpu=use_gpu)
-        side = max(den.multiple, (tile // den.multiple) * den.multiple)
+        den = OnnxDenoiser(model_path, use_gpu=opts.use_gpu)
+        side = max(den.multiple, (opts.tile // den.multiple) * den.multiple)
         mps = measure_throughput(den, (1, den.channels, side, side), repeats=3)
         providers = ", ".join(den.providers)
 
@@ -72,7 +83,7 @@ def run_demo(con: Console, *, size: int = 256, method: str = "zsn2n", steps: int
         from .io import write_image
 
         for name, data, what in (("demo_noisy.fits", noisy, "synthetic noisy sub"),
-                                 ("demo_denoised.fits", result.data, f"{method}, strength 1"),
+                                 ("demo_denoised.fits", result.data, f"{opts.choice}, strength 1"),
                                  ("demo_truth.fits", truth.astype(np.float32), "noise-free truth (ADU)")):
             write_image(out_dir / name, data, history=f"siril-denoise {__version__} demo: {what}", overwrite=True)
         con.summary(f"Wrote demo_noisy.fits, demo_denoised.fits, demo_truth.fits and demo_model.onnx to {out_dir}")

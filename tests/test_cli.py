@@ -87,7 +87,7 @@ def test_denoise_writes_output_with_header_and_history(trained):
     assert not np.array_equal(out.data, src.data)
     assert out.header["MYKEY"] == "kept" and out.header["INSTRUME"] == "TestCam"
     history = [str(h) for h in out.header["HISTORY"]]
-    assert f"siril-denoise {__version__}: zsn2n, strength 1" in history
+    assert f"siril-denoise {__version__}: zsn2n strength 1.00" in history
     assert "Quality report" in trained["stdout"] and "Background noise" in trained["stdout"]
     assert f"Wrote {trained['out']}" in trained["stdout"]
     assert trained["model"].is_file()
@@ -165,7 +165,7 @@ def test_apply_positional_spelling(trained, tmp_path, capsys):
     assert [digest(f) for f in frames] == before
     img = read_image(tmp_path / "dn" / f"dn_{frames[1].name}")
     assert img.data.dtype == np.uint16 and img.header["MYKEY"] == "kept"
-    assert any("siril-denoise" in str(h) and "model zs" in str(h) for h in img.header["HISTORY"])
+    assert f"siril-denoise {__version__}: zs strength 1.00" in [str(h) for h in img.header["HISTORY"]]
     assert "Denoised 3 frame(s)" in out
 
 
@@ -200,7 +200,7 @@ def test_apply_mono_model_on_rgb_image_is_refused(trained, tmp_path, capsys):
     assert rc == 1 and "Traceback" not in err
     assert "mono" in err and "3-channel" in err
     assert "0 of 1 frame(s) were written" in err
-    assert not list((tmp_path / "dn").iterdir())
+    assert not (tmp_path / "dn").exists()  # created only when the first frame is written
 
 
 def test_apply_stops_at_a_bad_frame_and_says_how_many_were_done(trained, tmp_path, capsys):
@@ -398,3 +398,73 @@ def test_apply_with_an_unknown_model_creates_no_output_folder(trained, tmp_path,
                       trained["frames"][0], "-o", tmp_path / "dn", "--cpu"], capsys)
     assert rc == 1 and "no_such_model" in err
     assert not (tmp_path / "dn").exists()
+
+
+# --------------------------------------------------------------------------
+# the command is argparse and printing over the use-case layer
+
+
+def test_cli_imports_neither_the_pipeline_nor_training_and_stays_short():
+    import ast
+
+    source = (ROOT / "siril_denoise" / "cli.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(f"{node.module or ''}.{a.name}".strip(".") for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    engine = {m for m in imported if m.split(".")[-1] in ("pipeline", "training")}
+    assert not engine, f"cli.py imports {engine}"
+    assert len(source.splitlines()) <= 450
+
+
+def test_defaults_are_the_options_defaults():
+    from dataclasses import fields
+
+    from siril_denoise.usecases import Options
+
+    parser, defaults = cli.build_parser(), Options()
+    for argv in (["denoise", "x.fits", "-o", "y.fits"], ["train", "x.fits"], ["apply", "x.fits", "-o", "d"],
+                 ["auto", "--train-on", "a", "--apply-to", "b", "-o", "d"], ["demo"]):
+        args = parser.parse_args(argv)
+        given = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
+        assert len(given) >= 7, argv
+        for name, value in given.items():
+            if name != "choice":  # denoise/demo: --method is the single-image method, Options' zero_shot
+                assert value == getattr(defaults, name), (argv, name)
+        if "choice" in given:
+            assert given["choice"] == defaults.zero_shot
+
+
+def test_method_choices_come_from_the_registry(monkeypatch, capsys):
+    import dataclasses
+
+    from siril_denoise import methods
+
+    monkeypatch.setitem(methods.METHODS, "toy", dataclasses.replace(methods.METHODS["zsn2n"], name="toy",
+                                                                    label="a toy method"))
+    args = cli.build_parser().parse_args(["denoise", "x.fits", "-o", "y.fits", "--method", "toy"])
+    assert args.choice == "toy"
+    rc, out, _ = run(["train", "--help"], capsys)
+    assert rc == 0 and "toy: a toy method" in " ".join(out.split())
+    rc, _, err = run(["train", "x.fits", "--net", "no_such_net"], capsys)
+    assert rc == 2 and "no_such_net" in err and "unet" in err
+
+
+def test_auto_ctrl_c_during_training_reaches_the_training(trained, tmp_path, capsys, monkeypatch):
+    """auto holds two frame hosts; both share one Ctrl-C handler, so training sees the request."""
+    import siril_denoise.pipeline as pipeline
+
+    def fake_train(frames, *, should_cancel, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert should_cancel(), "the Ctrl-C did not reach the training"
+        raise Cancelled()
+
+    monkeypatch.setattr(pipeline, "train_on_frames", fake_train)
+    before = signal.getsignal(signal.SIGINT)
+    rc, _, err = run(["auto", "--train-on", *trained["frames"], "--apply-to", trained["frames"][0],
+                      "-o", tmp_path / "dn", "--library", tmp_path / "lib", "--cpu"], capsys)
+    assert rc == 130 and "Cancelled" in err and "AssertionError" not in err
+    assert not (tmp_path / "dn").exists() and signal.getsignal(signal.SIGINT) is before
