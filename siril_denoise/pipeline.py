@@ -31,7 +31,7 @@ from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
 from .methods import METHODS, MethodSpec, TrainingData, method_spec, single_image_methods
 from .noise import NoiseModel, Normaliser, estimate_noise_model
-from .protect import restore_background_level, restore_structure
+from .protect import restore_background_level, restore_sources, restore_structure
 from .measure import background_mask, measured_region
 from .report import QualityReport, quality_report
 
@@ -282,6 +282,8 @@ def _protect_and_finish(work: np.ndarray, denoised: np.ndarray, nm: NoiseModel, 
     if protect:
         for scale in (1.5, 0.7):
             denoised, _ = restore_structure(work, denoised, nm, scale=scale)
+        # faint stars: their loss is not significant in the removed part, so find them in the result
+        denoised, _ = restore_sources(work, denoised, nm)
         denoised, _ = restore_background_level(work, denoised, masks)
     stage("protect")
     out = _finish(work, denoised, info, strength, masks)
