@@ -340,6 +340,13 @@ def test_bench_passes_arguments_through(monkeypatch, capsys):
     assert got["argv"] == ["--help", "--size", "64", "x"]
 
 
+def test_only_global_options_may_come_before_bench():
+    from siril_denoise.bench_entry import bench_command
+
+    assert bench_command(["-q", "-vv", "bench", "--x"]) and bench_command(["--verbose", "bench"])
+    assert not bench_command(["apply", "bench"]) and not bench_command(["-vx", "bench"]) and not bench_command([])
+
+
 def test_install_siril_and_uninstall(tmp_path, capsys):
     rc, out, err = run(["install-siril", "--scripts-dir", tmp_path / "scripts"], capsys)
     assert rc == 0, err

@@ -12,7 +12,10 @@ from siril_denoise.io import (
     bayer_pattern_for_array,
     expand_inputs,
     image_meta_from_header,
+    output_for_image,
+    plan_outputs,
     read_image,
+    split_name,
     write_image,
 )
 
@@ -290,6 +293,20 @@ def test_expand_inputs(tmp_path):
         expand_inputs([str(tmp_path / "nope.fits")])
     with pytest.raises(InputError):
         expand_inputs([])
+
+
+def test_output_names_drop_compression_and_never_clobber(tmp_path):
+    assert split_name("m94.FITS.gz") == ("m94", ".FITS") and split_name("a.b.xisf") == ("a.b", ".xisf")
+    assert output_for_image("in/m94.fits.bz2", str(tmp_path)) == tmp_path / "m94_dn.fits"
+    assert output_for_image("m94.fits", str(tmp_path / "x.xisf")) == tmp_path / "x.xisf"
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    pairs = plan_outputs([one / "a.fits", two / "b.fits.gz"], tmp_path / "out", "dn_", overwrite=False)
+    assert [dst.name for _, dst in pairs] == ["dn_a.fits", "dn_b.fits"] and not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="both be written"):
+        plan_outputs([one / "a.fits", two / "a.fits"], tmp_path / "out", "dn_", overwrite=False)
+    with pytest.raises(InputError, match="prefix is empty"):
+        plan_outputs([one / "a.fits"], one, "", overwrite=False)
 
 
 @pytest.mark.skipif(not SEESTAR.exists(), reason="real Seestar frames not present")
