@@ -277,6 +277,25 @@ def engine() -> Any:
     return pipeline
 
 
+def training_device(use_gpu: bool) -> str:
+    """The device training will run on, in words: "cuda (<GPU name>)", "mps" or "cpu"."""
+    try:
+        from .training import pick_device
+
+        device = pick_device("auto" if use_gpu else "cpu")
+    except Exception:  # noqa: BLE001 - a log line must not stop the run
+        return "cpu"
+    text = str(device)
+    if text.startswith("cuda"):
+        try:
+            import torch
+
+            text += f" ({torch.cuda.get_device_name(device)})"
+        except Exception:  # noqa: BLE001
+            pass
+    return text
+
+
 def library_for(host: Feedback, opts: Options) -> Any:
     """The model library: ``opts.library``, else the host's folder, else the default."""
     from .library import ModelLibrary
@@ -373,15 +392,18 @@ def frames_layout(host: FrameHost, info: Any, choice: str = "auto") -> tuple[int
 
 
 def check_frames(count: int, method: str, name: str = "", what: str = "selected") -> None:
-    """:class:`InputError` when a session method (not single-image) gets fewer than 2 frames.
+    """:class:`InputError` when ``method`` gets fewer frames than it needs (its spec's ``min_frames``).
 
     ``what`` says which frames were counted ("selected", "selected and registered").
     """
-    if count < 2 and not _single_image(method):
+    from .methods import method_spec
+
+    need = method_spec(method).min_frames
+    if count < need:
         where = f"'{name}' has {count} {what}" if name else f"got {count}"
-        raise InputError(f"{_label(method)} ({method}) needs at least 2 frames of the same target (8 or "
+        raise InputError(f"{_label(method)} ({method}) needs at least {need} frames of the same target (8 or "
                          f"more work best); {where}. Select or add more frames, or use a single-image "
-                         f"method on one image: {', '.join(_single_images())}.")
+                         f"method on one image: {', '.join(single_image_methods())}.")
 
 
 def check_same_size(shape: tuple[int, ...], first_shape: tuple[int, ...], what: str, first: str) -> None:
@@ -398,25 +420,35 @@ def _check_cancel(host: Feedback) -> None:
         raise Cancelled()
 
 
-def _single_images() -> dict[str, str]:
-    """Single-image method -> label, from the method registry."""
-    from . import methods
+def single_image_methods() -> dict[str, str]:
+    """The methods that train on the image they denoise: name -> one-line label (menus, help).
 
-    spec = getattr(methods, "method_spec", None)
-    if spec is None:  # the registry before MethodSpec: names only
-        return {n: n for n in methods.SINGLE_IMAGE_METHODS}
-    return {n: spec(n).label for n in methods.single_image_methods()}
+    Read from the method registry (:data:`siril_denoise.methods.METHODS`),
+    which imports no torch: hosts list them before PyTorch is installed.
+    """
+    from .methods import method_spec
+    from .methods import single_image_methods as names
+
+    return {name: method_spec(name).label for name in names()}
+
+
+def method_network(method: str) -> str:
+    """The default network of ``method`` (a key of :data:`siril_denoise.networks.NETWORKS`)."""
+    from .methods import method_spec
+
+    return method_spec(method).network
 
 
 def _single_image(method: str) -> bool:
-    return method in _single_images()
+    from .methods import method_spec
+
+    return method_spec(method).single_image
 
 
 def _label(method: str) -> str:
-    from . import methods
+    from .methods import method_spec
 
-    spec = getattr(methods, "method_spec", None)
-    return spec(method).label if spec is not None else method
+    return method_spec(method).label
 
 
 # --------------------------------------------------------------------------
@@ -455,7 +487,7 @@ def choices(library: Any, ndim: int, meta: Any, opts: Options | None = None) -> 
             why = "; ".join(x for x in (why, flag) if x)
         out.append(Choice(f"model:{m.entry.name}", label, m.usable, why))
     out += [Choice(name, label, True, "Trains a small network on this very image, then applies it.")
-            for name, label in _single_images().items()]
+            for name, label in single_image_methods().items()]
     return out
 
 
@@ -470,7 +502,7 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
     from .library import format_matches
 
     choice = opts.choice or "auto"
-    singles = _single_images()
+    singles = single_image_methods()
     if choice in singles:
         return Denoiser(choice, None, choice)
     library = library_for(host, opts)
@@ -675,18 +707,50 @@ def train_model(host: FrameHost, opts: Options) -> TrainOutcome:
         progress=lambda f, m: host.progress(0.1 + 0.85 * min(max(f, 0.0), 1.0), m),
         should_cancel=host.should_cancel)
     del frames
-    _check_cancel(host)
-    entry = None
-    if library is not None:
-        entry = library.add(trained.onnx_path, name=opts.name or None, meta=meta)
-    model_path = Path(entry.path) if entry is not None else Path(trained.onnx_path)
-    if opts.save_model is not None:
-        shutil.copyfile(trained.onnx_path, opts.save_model)
-        if entry is None:
-            model_path = Path(opts.save_model)
+    try:
+        _check_cancel(host)
+        entry = None
+        if library is not None:
+            entry = library.add(trained.onnx_path, name=opts.name or None, meta=meta,
+                                history_csv=getattr(trained, "history_csv", None),
+                                plot_png=getattr(trained, "plot_png", None),
+                                frames=frames_record(info, selected, homographies, cfa))
+        if opts.save_model is not None:
+            shutil.copyfile(trained.onnx_path, opts.save_model)
+        model_path = (Path(entry.path) if entry is not None
+                      else Path(opts.save_model) if opts.save_model is not None else Path(trained.onnx_path))
+    finally:
+        if library is not None or opts.save_model is not None:
+            cleanup = getattr(trained, "cleanup", None)
+            if cleanup is not None:
+                cleanup()  # the temporary folder: what is kept was copied
     host.progress(1.0, "Done")
     return TrainOutcome(trained, entry, model_path, selected, homographies, cfa, meta,
                         list(getattr(trained, "warnings", None) or []))
+
+
+def frames_record(info: Any, used: list[int], homographies: list[Any] | None, cfa: str | None) -> dict:
+    """Which frames a model learned from: saved as ``<name>-frames.json`` beside it.
+
+    ``sequence``: the frame set's name; ``reference``: the reference frame
+    (1-based); ``registration``: who registered the frames: the frame set's
+    ``registered_by`` ("host" when it has none) when its homographies paired
+    them, "engine" when the engine did; per frame its
+    1-based ``index``, what the frame set's optional ``frame_record(index)``
+    adds (a file name, Siril's file number...), and ``H``, the homography that
+    paired it (frame -> reference, array pixels with rows from the top,
+    full resolution for a mosaic; null when the engine registered).
+    """
+    import numpy as np
+
+    describe = getattr(info, "frame_record", None)
+    return {
+        "sequence": info.name, "reference": info.reference + 1, "cfa": cfa,
+        "registration": getattr(info, "registered_by", "host") if homographies is not None else "engine",
+        "frames": [{"index": i + 1, **(describe(i) if describe is not None else {}),
+                    "H": None if homographies is None else np.asarray(homographies[k]).round(9).tolist()}
+                   for k, i in enumerate(used)],
+    }
 
 
 def auto(train_host: FrameHost, apply_host: FrameHost, opts: Options) -> tuple[TrainOutcome, FramesOutcome]:

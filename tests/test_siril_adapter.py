@@ -44,7 +44,7 @@ def test_keywords_become_image_meta(session, host):
 
 
 def test_cfa_pattern_only_for_a_raw_mono_mosaic(session, host):
-    from siril_denoise.siril.jobs import cfa_for
+    from siril_denoise.usecases import cfa_mode as cfa_for
 
     session.load_image(np.zeros((8, 10), np.uint16), {"BAYERPAT": "RGGB", "XBAYROFF": 1})
     data, meta = host.read_image()
@@ -158,7 +158,7 @@ def test_siril_sentinels_are_absent_keywords(session, host):
     # Siril's C code marks an absent keyword with INT_MAX (GAIN, OFFSET, STACKCNT, XBINNING),
     # -INT_MAX (Bayer offsets) or -999 (EXPTIME, CVF, LIVETIME, CCD-TEMP); handed over raw they
     # made every sub "a stack of 2147483647" and RGGB without XBAYROFF into BGGR.
-    from siril_denoise.siril.jobs import cfa_for
+    from siril_denoise.usecases import cfa_mode as cfa_for
 
     session.state["raw_keyword_sentinels"] = True
     session.save()
@@ -178,7 +178,7 @@ def test_siril_sentinels_are_absent_keywords(session, host):
 
 
 def test_bottom_up_bayer_without_offsets(session, host):
-    from siril_denoise.siril.jobs import cfa_for
+    from siril_denoise.usecases import cfa_mode as cfa_for
 
     session.state["raw_keyword_sentinels"] = True
     session.save()

@@ -12,7 +12,8 @@ QtWidgets = pytest.importorskip("PyQt6.QtWidgets")
 
 from siril_denoise.errors import Cancelled  # noqa: E402
 from siril_denoise.siril import gui  # noqa: E402
-from siril_denoise.siril.jobs import Choice, JobResult  # noqa: E402
+from siril_denoise.siril.jobs import JobResult  # noqa: E402
+from siril_denoise.usecases import Choice  # noqa: E402
 from siril_denoise.siril.settings import Settings  # noqa: E402
 
 CHOICES = [

@@ -28,10 +28,10 @@ def session(tmp_path, monkeypatch):
 def fake_engine(monkeypatch):
     import importlib
 
-    from siril_denoise.siril import jobs
+    from siril_denoise import usecases
 
     fake = importlib.import_module("fake_pipeline")
-    monkeypatch.setattr(jobs, "engine", lambda: fake)
+    monkeypatch.setattr(usecases, "engine", lambda: fake)
 
 
 def test_menu_run_uses_the_dialog_choices_and_remembers_them(session, fake_engine, monkeypatch):
@@ -43,7 +43,7 @@ def test_menu_run_uses_the_dialog_choices_and_remembers_them(session, fake_engin
 
     def fake_dialog(job, settings, choices, work, *, title, description):
         offered["keys"] = [c.key for c in choices]
-        opts = runner.options_from_settings(Settings(choice="nb2nb", strength=0.5))
+        opts = Settings(choice="nb2nb", strength=0.5).options(job)
         work(opts, lambda f, m: None, lambda: False)
         return Settings(choice="nb2nb", strength=0.5)
 

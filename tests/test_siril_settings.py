@@ -48,3 +48,32 @@ def test_training_is_remembered_in_steps_and_old_time_budgets_do_not_become_caps
     settings, _ = load_settings(path)
     assert (settings.time_budget, settings.train_time_budget, settings.strength) == (0.0, 0.0, 0.5)
     assert Settings().steps == 0 and Settings().time_budget == 0.0  # method defaults, no cap
+
+
+def test_the_defaults_of_the_dialog_and_the_flags_are_the_layers():
+    """One place for defaults: the dialog's remembered values and the script flags read Options."""
+    from siril_denoise.siril.runner import build_parser, options_from_args
+    from siril_denoise.usecases import Options, method_network
+
+    d, s = Options(), Settings()
+    assert (s.choice, s.strength, s.tile, s.overlap, s.prefix) == (
+        d.choice, d.strength, d.tile, d.tile_overlap(), d.prefix)
+    assert s.train_net == method_network(d.train_method)
+    for job in ("image", "sequence"):
+        flags = options_from_args(job, build_parser(job).parse_args([]))
+        remembered = s.options(job)
+        assert (flags.tile_overlap(), flags.strength, flags.tile) == (
+            remembered.tile_overlap(), remembered.strength, remembered.tile) == (d.tile_overlap(), d.strength, d.tile)
+        assert flags.steps is None and flags.time_limit is None and remembered.steps is None
+    train = options_from_args("train", build_parser("train").parse_args([]))
+    assert train.net == s.options("train").net == method_network(d.train_method)
+
+
+def test_the_offered_networks_and_methods_are_known_to_the_engine():
+    from siril_denoise.methods import METHODS
+    from siril_denoise.networks import NETWORKS
+    from siril_denoise.siril.settings import TRAIN_NETWORKS
+
+    assert set(TRAIN_NETWORKS) <= set(NETWORKS)
+    s = Settings(choice="nb2nb").normalised()
+    assert s.choice == "nb2nb" and "nb2nb" in METHODS

@@ -379,3 +379,62 @@ def test_the_picker_works_without_torch(tmp_path):
         "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_the_layer_passes_only_keywords_the_engine_takes(tmp_path, monkeypatch):
+    """No silent dropping: every keyword given to the engine binds to its real signature."""
+    import inspect
+
+    from siril_denoise import pipeline
+
+    bound = {}
+    trainer = _fake_trainer(tmp_path, [])
+
+    class Checking:
+        def __getattr__(self, name):
+            real = getattr(pipeline, name)
+
+            def call(*args, **kw):
+                inspect.signature(real).bind(*args, **kw)  # TypeError on an unknown keyword
+                bound[name] = sorted(kw)
+                return getattr(trainer if name == "train_on_frames" else fake_pipeline, name)(*args, **kw)
+
+            return call
+
+    monkeypatch.setattr(usecases, "engine", lambda: Checking())
+    frames = [_noisy((16, 16), s) for s in range(2)]
+    usecases.denoise_image(MemoryHost(tmp_path, image=frames[0]), Options(choice="zsn2n"))
+    host = MemoryHost(tmp_path, frames=frames)
+    usecases.auto(host, host, Options(add_to_library=False))
+    assert set(bound) == {"denoise_image", "apply_model", "train_on_frames"}
+    assert "overlap" in bound["apply_model"] and "seed" in bound["train_on_frames"]
+
+
+def test_a_trained_model_keeps_its_curve_and_frames_beside_it_and_the_temporary_folder_goes(tmp_path, monkeypatch):
+    temp = tmp_path / "run"
+    temp.mkdir()
+    (temp / "training_curve.csv").write_text("step,val\n1,0.5\n")
+
+    @dataclass
+    class Trained(_Trained):
+        history_csv: Path = temp / "training_curve.csv"
+        plot_png: Path | None = None
+
+        def cleanup(self):
+            import shutil
+
+            shutil.rmtree(temp)
+
+    module = type(sys)("fake_train")
+    module.train_on_frames = lambda frames, **kw: Trained(make_model(temp / "model.onnx", channels=1, cfa=None))
+    monkeypatch.setattr(usecases, "engine", lambda: module)
+    eye = np.eye(3)
+    host = MemoryHost(tmp_path, frames=[_noisy((16, 16), s) for s in range(3)], homographies=[eye, eye, None])
+    out = usecases.train_model(host, Options(name="kept"))
+    files = out.entry.training_files
+    assert sorted(files) == ["frames", "history"] and not temp.exists()
+    import json
+
+    record = json.loads(files["frames"].read_text())
+    assert [f["index"] for f in record["frames"]] == [1, 2] and record["registration"] == "host"
+    assert record["frames"][1]["H"] == eye.tolist()

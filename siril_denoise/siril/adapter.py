@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -217,6 +218,9 @@ class SirilHost:
     def __init__(self, siril: Any) -> None:
         self.siril = siril
         self._seq: tuple[Any, SequenceInfo] | None = None  # get_seq() and its info, read once
+        #: seconds spent installing PyTorch and the training packages in this run
+        self.install_seconds = 0.0
+        self._training_ready = False
 
     # -- connection -------------------------------------------------------
 
@@ -283,6 +287,10 @@ class SirilHost:
         except sirilpy.SirilError:
             pass
 
+    def should_cancel(self) -> bool:
+        """Siril's own Stop button does not reach a script: the runner supplies the cancel."""
+        return False
+
     def reset_progress(self) -> None:
         try:
             self.siril.reset_progress()
@@ -308,10 +316,6 @@ class SirilHost:
     def models_dir(self) -> Path:
         """The model library inside Siril's user data folder."""
         return Path(self.siril.get_siril_userdatadir()) / "siril-denoise" / "models"
-
-    def reports_dir(self) -> Path:
-        """Where training curves and reports are kept."""
-        return Path(self.siril.get_siril_userdatadir()) / "siril-denoise" / "reports"
 
     def working_dir(self) -> Path:
         return Path(self.siril.get_siril_wd())
@@ -356,9 +360,24 @@ class SirilHost:
             raise DenoiseError(f"Could not read the image from Siril: {exc}") from exc
         return (2 if int(channels) == 1 else 3), meta_from_siril(keywords, header, int(height))
 
-    def write_image(self, data: Any, undo_message: str) -> None:
-        """Replace the loaded image's pixels, undoably (Edit > Undo restores them)."""
-        message = undo_message.encode()[:_UNDO_MAX].decode(errors="ignore")
+    def prepare_training(self, use_gpu: bool) -> None:
+        """Install PyTorch and the training packages, once per run (see :func:`ensure_torch`)."""
+        if self._training_ready:
+            return
+        start = time.monotonic()
+        installing = _import_problem("torch") is not None
+        ensure_torch(self, use_gpu)
+        if installing:
+            self.install_seconds += time.monotonic() - start
+        self._training_ready = True
+
+    def write_image(self, data: Any, note: str) -> None:
+        """Replace the loaded image's pixels, undoably (Edit > Undo restores them).
+
+        ``note`` says what was done; Siril shows "siril-denoise <note>" in its
+        undo history (cut to 70 bytes).
+        """
+        message = f"siril-denoise {note}".encode()[:_UNDO_MAX].decode(errors="ignore")
         try:
             with self.siril.image_lock():
                 self.siril.undo_save_state(message)
@@ -530,6 +549,18 @@ class SirilHost:
         except (sirilpy.SirilError, ValueError) as exc:
             raise DenoiseError(f"Siril could not write frame {index + 1}: {exc}") from exc
         return self.output_path(info, index, prefix)
+
+    def discard_frames(self, paths: list[Path]) -> None:
+        """A run failed: remove the frames it wrote (no sequence was created from them)."""
+        removed = 0
+        for path in paths:
+            try:
+                Path(path).unlink()
+                removed += 1
+            except OSError:
+                pass
+        if removed:
+            self.log(f"Removed the {removed} frame(s) this run had written; no sequence was created.")
 
     def create_sequence(self, root: str) -> bool:
         """Create ``<root>.seq`` for the files written (root = prefix + sequence name)."""
@@ -805,25 +836,8 @@ def ensure_torch(host: SirilHost, use_gpu: bool) -> str:
     installed += _install(host, TRAINING_PACKAGES, "needed for training")
     if installed:
         host.log("Installed: " + ", ".join(installed))
-    device = _torch_device(use_gpu)
+    from ..usecases import training_device
+
+    device = training_device(use_gpu)
     host.log(f"Training on: {device}")
     return device
-
-
-def _torch_device(use_gpu: bool) -> str:
-    """The device the engine will train on (its own choice: CUDA, then MPS, then CPU)."""
-    try:
-        from ..training import pick_device
-
-        device = pick_device("auto" if use_gpu else "cpu")
-    except Exception:  # noqa: BLE001 - the log line must not stop the run
-        return "cpu"
-    text = str(device)
-    if text.startswith("cuda"):
-        try:
-            import torch
-
-            text += f" ({torch.cuda.get_device_name(device)})"
-        except Exception:  # noqa: BLE001
-            pass
-    return text

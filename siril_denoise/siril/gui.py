@@ -31,7 +31,8 @@ from PyQt6.QtWidgets import (
 )
 
 from ..errors import Cancelled, DenoiseError
-from .jobs import Choice, JobOptions, JobResult
+from ..usecases import Choice
+from .jobs import JobOptions, JobResult
 from .settings import TRAIN_NETWORKS, Settings
 
 Work = Callable[[JobOptions, Callable[[float, str], None], Callable[[], bool]], JobResult]
@@ -215,17 +216,13 @@ class DenoiseDialog(QDialog):
             s.steps = self.steps.value()
             s.tile, s.overlap = self.tile.value(), self.overlap.value()
         if self.job == "sequence":
-            s.prefix = self.prefix.text().strip() or "dn_"
+            s.prefix = self.prefix.text().strip() or Settings.prefix
             s.load_result = self.load_result.isChecked()
         return s.normalised()
 
     def options(self) -> JobOptions:
         """The current choices as :class:`JobOptions` for the job."""
-        s = self.settings()
-        opts = JobOptions(choice=s.choice, strength=s.strength, use_gpu=s.use_gpu, tile=s.tile,
-                          overlap=s.overlap, time_budget=s.time_budget, prefix=s.prefix,
-                          load_result=s.load_result, train_net=s.train_net,
-                          train_time_budget=s.train_time_budget, steps=s.steps, train_steps=s.train_steps)
+        opts = self.settings().options(self.job)
         if self.job == "train":
             opts.name = self.name_edit.text().strip() or None
         return opts

@@ -20,14 +20,14 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import Cancelled, DenoiseError
-from .jobs import JobOptions, JobResult, picker_choices, run_job
-from .settings import ZERO_SHOT_METHODS, Settings, load_settings, save_settings, settings_path
+from ..usecases import choices, frames_layout, library_for, single_image_methods
+from .jobs import JobOptions, JobResult, run_job
+from .settings import TRAIN_NETWORKS, Settings, load_settings, save_settings, settings_path
 
 SCRIPT_NAMES = {
     "image": "SirilDenoise_Image.py",
@@ -46,6 +46,7 @@ DESCRIPTIONS = {
 
 def build_parser(job: str) -> argparse.ArgumentParser:
     """The flags of one script (the same choices as its dialog)."""
+    d = JobOptions()
     parser = argparse.ArgumentParser(
         prog=SCRIPT_NAMES[job], description=DESCRIPTIONS[job],
         epilog=f"siril-denoise {__version__}. In Siril: pyscript {SCRIPT_NAMES[job]} [flags]")
@@ -53,24 +54,25 @@ def build_parser(job: str) -> argparse.ArgumentParser:
         pick = parser.add_mutually_exclusive_group()
         pick.add_argument("--model", metavar="NAME|PATH",
                           help="a model from the library (by name) or an .onnx file")
-        pick.add_argument("--method", choices=["auto", *ZERO_SHOT_METHODS],
-                          help="auto (default: best matching saved model, else zsn2n), or a "
-                               "zero-shot method trained on each image: zsn2n, nb2nb")
-        parser.add_argument("--strength", type=float, default=1.0, metavar="S",
-                            help="blend with the original, 0..1 (default 1 = fully denoised)")
-        parser.add_argument("--tile", type=int, default=256, metavar="PX",
-                            help="tile size in pixels for inference (default 256)")
-        parser.add_argument("--overlap", type=int, default=32, metavar="PX",
-                            help="tile overlap in pixels (default 32)")
+        singles = list(single_image_methods())
+        pick.add_argument("--method", choices=["auto", *singles],
+                          help=f"auto (default: best matching saved model, else {d.zero_shot}), or a "
+                               f"single-image method trained on each image: {', '.join(singles)}")
+        parser.add_argument("--strength", type=float, default=d.strength, metavar="S",
+                            help=f"blend with the original, 0..1 (default {d.strength:g}; 1 = fully denoised)")
+        parser.add_argument("--tile", type=int, default=d.tile, metavar="PX",
+                            help=f"tile size in pixels for inference (default {d.tile})")
+        parser.add_argument("--overlap", type=int, default=d.overlap, metavar="PX",
+                            help="tile overlap in pixels (default: a quarter of the tile, at least 32)")
         parser.add_argument("--steps", type=int, default=0, metavar="N",
-                            help="training steps of zero-shot methods, per image (default 0: the method's)")
+                            help="training steps of single-image methods, per image (default 0: the method's)")
         parser.add_argument("--time-limit", "--time-budget", dest="time_budget", type=float, default=0.0,
-                            metavar="SEC", help="optional cap on zero-shot training seconds (default 0: none)")
+                            metavar="SEC", help="optional cap on single-image training seconds (default 0: none)")
         parser.add_argument("--list-models", action="store_true",
                             help="list the library's models ranked for this data, then stop")
     if job == "sequence":
-        parser.add_argument("--prefix", default="dn_",
-                            help="prefix of the new sequence (default dn_)")
+        parser.add_argument("--prefix", default=d.prefix,
+                            help=f"prefix of the new sequence (default {d.prefix})")
         parser.add_argument("--no-load", action="store_true",
                             help="do not load the new sequence when done")
     if job in ("sequence", "train"):
@@ -82,8 +84,8 @@ def build_parser(job: str) -> argparse.ArgumentParser:
     if job == "train":
         parser.add_argument("--name", help="name of the model in the library "
                                            "(default: from camera, gain, exposure and date)")
-        parser.add_argument("--net", choices=["unet", "dncnn"], default="unet",
-                            help="network to train (default unet)")
+        parser.add_argument("--net", choices=TRAIN_NETWORKS, default=Settings.train_net,
+                            help=f"network to train (default {Settings.train_net})")
         parser.add_argument("--steps", type=int, default=0, metavar="N",
                             help="training steps (default 0: the method's; the same steps give the same "
                                  "model however busy the machine is)")
@@ -103,25 +105,19 @@ def options_from_args(job: str, args: argparse.Namespace) -> JobOptions:
     if job in ("image", "sequence"):
         if not 0.0 <= args.strength <= 1.0:
             raise DenoiseError(f"--strength must be between 0 and 1 (got {args.strength}).")
-        if args.tile < 32 or args.overlap < 0 or args.overlap * 2 >= args.tile:
-            raise DenoiseError("--tile must be at least 32 and --overlap less than half of it.")
         opts.choice = f"model:{args.model}" if args.model else (args.method or "auto")
         opts.strength, opts.tile, opts.overlap = args.strength, args.tile, args.overlap
-        opts.time_budget, opts.steps = max(args.time_budget, 0.0), max(args.steps, 0)
+        if args.tile < 32 or opts.tile_overlap() < 0 or opts.tile_overlap() * 2 >= args.tile:
+            raise DenoiseError("--tile must be at least 32 and --overlap less than half of it.")
     if job == "sequence":
         if not args.prefix or any(c in args.prefix for c in "/\\"):
             raise DenoiseError("--prefix must be a plain file-name prefix such as dn_.")
         opts.prefix, opts.load_result = args.prefix, not args.no_load
     if job == "train":
-        opts.name, opts.train_net = args.name, args.net
-        opts.train_time_budget, opts.train_steps = max(args.time_budget, 0.0), max(args.steps, 0)
-    return opts
-
-
-def options_from_settings(settings: Settings) -> JobOptions:
-    """The dialog's remembered choices as :class:`JobOptions`."""
-    s = asdict(settings.normalised())
-    return JobOptions(**{k: v for k, v in s.items() if k in JobOptions.__dataclass_fields__})
+        opts.name, opts.net = args.name, args.net
+    opts.time_limit = args.time_budget if args.time_budget > 0 else None
+    opts.steps = args.steps if args.steps > 0 else None
+    return opts.check()
 
 
 class _CancelFlag:
@@ -214,17 +210,14 @@ def _precheck(job: str, host: Any) -> tuple[int, Any] | None:
         return host.image_meta()
     info = host.sequence_info(need_regular=(job == "sequence"))
     if job == "sequence" and info.selected:
-        from .jobs import sequence_layout
-
-        return sequence_layout(host, info)
+        return frames_layout(host, info)
     return None
 
 
 def _prepared(job: str, host: Any, opts: JobOptions) -> JobOptions:
-    from .adapter import ensure_torch, execution_providers
+    from .adapter import execution_providers
 
     opts.providers = execution_providers(host, opts.use_gpu)
-    opts.prepare_training = lambda: ensure_torch(host, opts.use_gpu)
     return opts
 
 
@@ -245,60 +238,36 @@ def _run_headless(job: str, host: Any, args: argparse.Namespace) -> int:
     found = _precheck(job, host)
     bootstrap(host, need_gui=False)
     if job != "train" and args.list_models:
-        from .jobs import library_for
-
         ndim, meta = found if found else (2, None)
-        for choice in picker_choices(library_for(host, opts), ndim, meta):
+        for choice in choices(library_for(host, opts), ndim, meta, opts):
             host.log(("  " if choice.usable else "x ") + choice.label
                      + (f": {choice.tooltip}" if choice.tooltip and not choice.usable else ""))
         return 0
     cancel = _CancelFlag()
     cancel.install()
     start = time.monotonic()
-    prepared = _prepared(job, host, opts)
-    installing = _time_installs(prepared)
-    result = run_job(job, host, prepared, host.progress, cancel)
+    result = run_job(job, host, _prepared(job, host, opts), host.progress, cancel)
     _log_result(host, result)
     took = time.monotonic() - start
-    host.log(f"siril-denoise took {took - installing[0]:.1f} s"
-             + (f" (and {installing[0]:.0f} s installing PyTorch and the training packages)."
-                if installing[0] else "."))
+    installing = host.install_seconds
+    host.log(f"siril-denoise took {took - installing:.1f} s"
+             + (f" (and {installing:.0f} s installing PyTorch and the training packages)."
+                if installing else "."))
     return 0
-
-
-def _time_installs(opts: JobOptions) -> list[float]:
-    """Wrap ``opts.prepare_training`` to count the seconds spent installing PyTorch (first run)."""
-    import importlib.util
-
-    spent = [0.0]
-    hook = opts.prepare_training
-    if hook is None or importlib.util.find_spec("torch") is not None:
-        return spent
-
-    def timed() -> Any:
-        t0 = time.monotonic()
-        try:
-            return hook()
-        finally:
-            spent[0] = time.monotonic() - t0
-
-    opts.prepare_training = timed
-    return spent
 
 
 def _run_gui(job: str, host: Any) -> int:
     from .adapter import bootstrap
-    from .jobs import library_for
 
     settings, path = _settings(host)
     found = _precheck(job, host)
     bootstrap(host, need_gui=True)
     from .gui import run_dialog
 
-    choices = None
+    offered = None
     if job != "train":
         ndim, meta = found if found else (2, None)
-        choices = picker_choices(library_for(host, JobOptions()), ndim, meta)
+        offered = choices(library_for(host, JobOptions()), ndim, meta)
 
     def work(opts: JobOptions, progress: Any, should_cancel: Any) -> JobResult:
         def both(fraction: float, message: str) -> None:
@@ -315,7 +284,7 @@ def _run_gui(job: str, host: Any) -> int:
         _log_result(host, result)
         return result
 
-    final = run_dialog(job, settings, choices, work, title=SCRIPT_NAMES[job][:-3].replace("_", " "),
+    final = run_dialog(job, settings, offered, work, title=SCRIPT_NAMES[job][:-3].replace("_", " "),
                        description=DESCRIPTIONS[job])
     if final is not None:
         save_settings(final, path)

@@ -370,8 +370,14 @@ class SequenceInfo:
     #: one 3x3 per frame (frame -> reference, array coordinates: rows from the top), None for a
     #: frame Siril could not register; None for the whole list when there is no registration
     homographies: list[Any] | None = field(default=None, repr=False)
-    #: (ndim, ImageMeta) of the sequence once a job worked it out (jobs.sequence_layout)
+    #: (ndim, ImageMeta) of the sequence once worked out (usecases.frames_layout)
     layout: tuple[int, Any] | None = field(default=None, repr=False)
+    #: who made ``homographies`` (recorded beside a trained model)
+    registered_by: str = field(default="siril", repr=False)
+
+    def frame_record(self, index: int) -> dict:
+        """What identifies frame ``index`` in the record of a model's training frames: its file number."""
+        return {"filenum": self.filenums[index] if index < len(self.filenums) else None}
 
 
 @dataclass

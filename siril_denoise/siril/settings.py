@@ -14,45 +14,56 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..fileutil import write_atomic
+from ..usecases import method_network, single_image_methods
+from .jobs import JobOptions
 
 SETTINGS_FILE = "siril-denoise.json"
 
-#: Zero-shot methods, trained on the image itself: name -> label shown to users.
-ZERO_SHOT_METHODS = {
-    "zsn2n": "Zero-shot: ZS-N2N (trained on this image)",
-    "nb2nb": "Zero-shot: Neighbor2Neighbor (trained on this image)",
-}
 #: Networks offered for training on a sequence.
 TRAIN_NETWORKS = ("unet", "dncnn")
+
+#: The defaults, from the one place that holds them.
+_DEFAULT = JobOptions()
 
 
 @dataclass
 class Settings:
-    """What the user chose last time, per script family.
+    """What the user chose last time, per script family (defaults: :class:`~siril_denoise.usecases.Options`).
 
-    ``choice`` is ``"auto"`` (best matching library model, else ZS-N2N), a
-    zero-shot method name (``"zsn2n"``, ``"nb2nb"``), or ``"model:<name>"``.
-    ``strength`` in [0, 1] blends the denoised result with the input.
-    ``tile`` and ``overlap`` are in pixels. Training is counted in steps
-    (``steps`` for the zero-shot methods, ``train_steps`` for Noise2Noise on
-    a sequence; 0 = the method's default), so the result does not depend on
-    how busy the machine is; ``time_budget`` / ``train_time_budget`` are an
-    optional cap in seconds (0 = none), and a model the cap stops early is
-    flagged as cut short.
+    ``choice`` is ``"auto"`` (best matching library model, else the default
+    single-image method), a single-image method name (``"zsn2n"``,
+    ``"nb2nb"``...), or ``"model:<name>"``. ``strength`` in [0, 1] blends the
+    denoised result with the input. ``tile`` and ``overlap`` are in pixels.
+    Training is counted in steps (``steps`` for the single-image methods,
+    ``train_steps`` for training on a sequence; 0 = the method's default), so
+    the result does not depend on how busy the machine is;
+    ``time_budget`` / ``train_time_budget`` are an optional cap in seconds
+    (0 = none), and a model the cap stops early is flagged as cut short.
     """
 
-    choice: str = "auto"
-    strength: float = 1.0
-    use_gpu: bool = True
-    tile: int = 256
-    overlap: int = 64
-    time_budget: float = 0.0
-    prefix: str = "dn_"
-    load_result: bool = True
-    train_net: str = "unet"
-    train_time_budget: float = 0.0
-    steps: int = 0
-    train_steps: int = 0
+    choice: str = _DEFAULT.choice
+    strength: float = _DEFAULT.strength
+    use_gpu: bool = _DEFAULT.use_gpu
+    tile: int = _DEFAULT.tile
+    overlap: int = _DEFAULT.tile_overlap()
+    time_budget: float = _DEFAULT.time_limit or 0.0
+    prefix: str = _DEFAULT.prefix
+    load_result: bool = _DEFAULT.load_result
+    train_net: str = _DEFAULT.net or method_network(_DEFAULT.train_method)
+    train_time_budget: float = _DEFAULT.time_limit or 0.0
+    steps: int = _DEFAULT.steps or 0
+    train_steps: int = _DEFAULT.steps or 0
+
+    def options(self, job: str) -> JobOptions:
+        """These choices as the :class:`JobOptions` of ``job`` ("image", "sequence" or "train")."""
+        s = self.normalised()
+        opts = JobOptions(choice=s.choice, strength=s.strength, use_gpu=s.use_gpu, tile=s.tile,
+                          overlap=s.overlap, prefix=s.prefix, load_result=s.load_result)
+        if job == "train":
+            opts.net, opts.steps, opts.time_limit = s.train_net, s.train_steps or None, s.train_time_budget or None
+        else:
+            opts.steps, opts.time_limit = s.steps or None, s.time_budget or None
+        return opts
 
     def normalised(self) -> "Settings":
         """A copy with every value in its valid range (hand-edited files happen)."""
@@ -64,11 +75,11 @@ class Settings:
         s.train_time_budget = max(float(s.train_time_budget), 0.0)
         s.steps = int(min(max(int(s.steps), 0), 1_000_000))
         s.train_steps = int(min(max(int(s.train_steps), 0), 1_000_000))
-        s.prefix = str(s.prefix) or "dn_"
+        s.prefix = str(s.prefix) or _DEFAULT.prefix
         if s.train_net not in TRAIN_NETWORKS:
-            s.train_net = "unet"
-        if not (s.choice == "auto" or s.choice in ZERO_SHOT_METHODS or s.choice.startswith("model:")):
-            s.choice = "auto"
+            s.train_net = Settings.train_net
+        if not (s.choice == "auto" or s.choice in single_image_methods() or s.choice.startswith("model:")):
+            s.choice = Settings.choice
         return s
 
 

@@ -88,8 +88,8 @@ def test_the_scripts_on_loaded_sequences_in_the_gui(siril, siril_gui, work):
                               r"^log: Saved model 'gui_2pass'", 300)
     print("\n".join(line for line in log.splitlines() if line.startswith("log: ") and "Reading" not in line))
     assert "ERROR" not in log and "Traceback" not in log, log[-4000:]
-    assert "Using Siril's registration data" in log
-    record = json.loads((siril.userdata / "siril-denoise" / "reports" / "gui_2pass-frames.json").read_text())
+    assert "Using the registration data" in log
+    record = json.loads((siril.userdata / "siril-denoise" / "models" / "gui_2pass-frames.json").read_text())
     files = [work / f"light_{f['filenum']:05d}.fit" for f in record["frames"]]
     homs = [np.array(f["H"]) for f in record["frames"]]
     ref = [f["index"] for f in record["frames"]].index(record["reference"])

@@ -28,7 +28,7 @@ PROBE = '''
 import json, sys
 sys.path.insert(0, {repo!r})
 from siril_denoise.siril.adapter import SirilHost
-from siril_denoise.siril.jobs import cfa_for
+from siril_denoise.usecases import cfa_mode as cfa_for
 host = SirilHost.connect()
 data, meta = host.read_image()
 kw = host.siril.get_image(with_pixels=False).keywords

@@ -39,7 +39,7 @@ def m94(tmp_path: Path) -> Path:
 
 
 def _used(siril, name: str) -> dict:
-    return json.loads((siril.userdata / "siril-denoise" / "reports" / f"{name}-frames.json").read_text())
+    return json.loads((siril.userdata / "siril-denoise" / "models" / f"{name}-frames.json").read_text())
 
 
 def _frame_files(work: Path, record: dict) -> list[Path]:
@@ -58,7 +58,7 @@ def test_train_on_a_2pass_sequence_pairs_frames_aligned_on_their_stars(siril, m9
     ], tmp_path, timeout=300)
     run.assert_no_traceback()
     assert not run.errors(), "\n".join(run.errors())
-    assert run.lines(r"with registration data") and run.lines(r"^Using Siril's registration data")
+    assert run.lines(r"with registration data") and run.lines(r"^Using the registration data")
     assert run.lines(r"^Saved model 'm94_2pass'")
     record = _used(siril, "m94_2pass")
     assert record["registration"] == "siril"
