@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DenoiseError, InputError
+from .stacks import is_stack
 
 log = logging.getLogger("siril_denoise.io")
 
@@ -297,10 +298,7 @@ def image_meta_from_header(
                 if conv is None:
                     conv = _text if name in ("instrument", "filter", "object", "date_obs") else _num
                 setattr(meta, name, conv(v))
-    meta.is_stack = bool(
-        (meta.stackcnt is not None and meta.stackcnt > 1)
-        or (meta.livetime is not None and meta.exposure and meta.livetime > 1.5 * meta.exposure)
-    )
+    meta.is_stack = is_stack(meta)
     return meta
 
 

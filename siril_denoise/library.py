@@ -43,6 +43,7 @@ import platformdirs
 from .errors import ModelError
 from .fileutil import write_atomic
 from .modelfile import read_metadata
+from .stacks import stack_state as _stack_state
 
 log = logging.getLogger("siril_denoise.library")
 
@@ -64,8 +65,6 @@ CAMERA_FIELDS = (
 TRAINING_FILES = {"history": "-history.csv", "curve": "-curve.png", "frames": "-frames.json"}
 _MODEL_FIELDS = ("method", "network", "channels", "cfa", "is_stack", "siril_denoise_version")
 _MAX_NAME = 96
-#: A frame counts as a stack when its live time exceeds its exposure by this factor.
-_STACK_LIVETIME_RATIO = 1.5
 #: Score factors for a different filter and for a sub/stack mismatch.
 _FILTER_PENALTY = 0.8
 _STACK_PENALTY = 0.5
@@ -642,22 +641,6 @@ def _default_name(info: Mapping) -> str:
     date = _parse_date(info.get("trained")) or datetime.now()
     parts.append(date.strftime("%Y%m%d-%H%M"))
     return sanitise_name("_".join(parts)) or "model"
-
-
-def _stack_state(meta: Mapping) -> tuple[bool | None, int | None]:
-    """(is it a stack?, how many frames) from is_stack, STACKCNT or LIVETIME/EXPTIME."""
-    count = meta.get("stackcnt")
-    count = int(count) if isinstance(count, (int, float)) and count > 0 else None
-    livetime, exposure = _positive(meta.get("livetime")), _positive(meta.get("exposure"))
-    ratio = livetime / exposure if livetime and exposure else None
-    if count is None and ratio is not None and ratio >= _STACK_LIVETIME_RATIO:
-        count = int(round(ratio))
-    flag = meta.get("is_stack")
-    if flag is True or (count is not None and count > 1):
-        return True, count if count and count > 1 else None
-    if flag is False or count == 1 or (ratio is not None and ratio < _STACK_LIVETIME_RATIO):
-        return False, None
-    return None, None
 
 
 def _describe_stack(is_stack: bool | None, cam: Mapping) -> str:

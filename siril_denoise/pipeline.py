@@ -34,6 +34,7 @@ from .noise import NoiseModel, Normaliser, estimate_noise_model
 from .protect import restore_background_level, restore_sources, restore_structure
 from .measure import background_mask, measured_region
 from .report import QualityReport, quality_report
+from .stacks import is_stack as _is_stack
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +118,6 @@ def _gain_e_per_unit(meta, info: LayoutInfo) -> float | None:
     if g and info.dtype == np.uint16 and 0.01 < float(g) < 100:
         return float(g)
     return None
-
-
-def _is_stack(meta) -> bool:
-    if meta is None:
-        return False
-    if _meta_value(meta, "is_stack"):
-        return True
-    n = _meta_value(meta, "stackcnt")
-    return bool(n and int(n) > 1)
 
 
 def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto") -> tuple[NoiseModel, Normaliser]:

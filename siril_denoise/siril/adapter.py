@@ -35,6 +35,7 @@ from typing import Any, Callable
 import sirilpy
 
 from ..errors import DenoiseError, InputError
+from ..stacks import is_stack
 from .seqfile import SequenceInfo, registered, siril_to_array_homography
 
 #: Engine dependencies: pip name -> import name.
@@ -199,8 +200,7 @@ def meta_from_siril(keywords: Any, header: dict | None, height: int) -> Any:
         object=_plain(get("object")),
         pedestal=_num(header.get("PEDESTAL")),
     )
-    meta.is_stack = bool((meta.stackcnt or 0) > 1
-                         or (livetime and exposure and livetime > 1.5 * exposure))
+    meta.is_stack = is_stack(meta)
     return meta
 
 
