@@ -44,6 +44,9 @@ from .errors import Cancelled, DenoiseError, InputError, ModelError
 # Options: the only defaults
 # --------------------------------------------------------------------------
 
+#: Smallest and largest inference tile side, in pixels.
+MIN_TILE, MAX_TILE = 32, 4096
+
 
 @dataclass
 class Options:
@@ -60,7 +63,7 @@ class Options:
 
     Inference:
         strength: 0 (the input) to 1 (fully denoised), a linear blend.
-        tile: inference tile side in pixels (≥ 32).
+        tile: inference tile side in pixels, :data:`MIN_TILE` to :data:`MAX_TILE`.
         overlap: pixels shared by neighbouring tiles; None: tile/4, at least
             32 (:meth:`tile_overlap`).
         protect: give back significant structure (star cores) the network removed.
@@ -121,8 +124,8 @@ class Options:
         """Raise :class:`InputError` for a value out of range; returns self."""
         if not 0.0 <= float(self.strength) <= 1.0:
             raise InputError(f"Strength must be between 0 (original) and 1 (fully denoised); got {self.strength}.")
-        if int(self.tile) < 32 or self.tile_overlap() < 0 or 2 * self.tile_overlap() >= int(self.tile):
-            raise InputError(f"The tile must be at least 32 pixels and the overlap less than half of it "
+        if not MIN_TILE <= int(self.tile) <= MAX_TILE or not 0 <= 2 * self.tile_overlap() < int(self.tile):
+            raise InputError(f"The tile must be {MIN_TILE} to {MAX_TILE} pixels and the overlap less than half of it "
                              f"(got tile {self.tile}, overlap {self.tile_overlap()}).")
         if not self.prefix or any(c in self.prefix for c in "/\\"):
             raise InputError(f"The prefix must be a plain file-name prefix such as dn_ (got {self.prefix!r}).")

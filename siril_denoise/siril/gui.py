@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
 )
 
 from ..errors import Cancelled, DenoiseError
-from ..usecases import Choice
+from ..usecases import MAX_TILE, MIN_TILE, Choice
 from .jobs import JobOptions, JobResult
 from .settings import TRAIN_NETWORKS, Settings
 
@@ -141,8 +141,8 @@ class DenoiseDialog(QDialog):
             adv.addRow("Zero-shot training steps:", self.steps)
             adv.addRow("Zero-shot time limit:", self.time_budget)
             self.tile = QSpinBox()
-            self.tile.setRange(32, 4096)
-            self.tile.setSingleStep(32)
+            self.tile.setRange(MIN_TILE, MAX_TILE)
+            self.tile.setSingleStep(MIN_TILE)
             self.tile.setValue(s.tile)
             adv.addRow("Tile size:", self.tile)
             self.overlap = QSpinBox()

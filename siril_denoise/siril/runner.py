@@ -107,8 +107,6 @@ def options_from_args(job: str, args: argparse.Namespace) -> JobOptions:
             raise DenoiseError(f"--strength must be between 0 and 1 (got {args.strength}).")
         opts.choice = f"model:{args.model}" if args.model else (args.method or "auto")
         opts.strength, opts.tile, opts.overlap = args.strength, args.tile, args.overlap
-        if args.tile < 32 or opts.tile_overlap() < 0 or opts.tile_overlap() * 2 >= args.tile:
-            raise DenoiseError("--tile must be at least 32 and --overlap less than half of it.")
     if job == "sequence":
         if not args.prefix or any(c in args.prefix for c in "/\\"):
             raise DenoiseError("--prefix must be a plain file-name prefix such as dn_.")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..fileutil import write_atomic
-from ..usecases import method_network, single_image_methods
+from ..usecases import MAX_TILE, MIN_TILE, method_network, single_image_methods
 from .jobs import JobOptions
 
 SETTINGS_FILE = "siril-denoise.json"
@@ -69,7 +69,7 @@ class Settings:
         """A copy with every value in its valid range (hand-edited files happen)."""
         s = Settings(**asdict(self))
         s.strength = min(max(float(s.strength), 0.0), 1.0)
-        s.tile = int(min(max(int(s.tile), 32), 4096))
+        s.tile = int(min(max(int(s.tile), MIN_TILE), MAX_TILE))
         s.overlap = int(min(max(int(s.overlap), 0), s.tile // 2))
         s.time_budget = max(float(s.time_budget), 0.0)
         s.train_time_budget = max(float(s.train_time_budget), 0.0)
