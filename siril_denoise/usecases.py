@@ -16,10 +16,17 @@ read from disk) only move pixels and words; every decision is made here:
 Rules shared by all of them: :func:`cfa_mode` (is the data a raw Bayer
 mosaic?), :func:`channels_for` (what the network is fed),
 :func:`frames_layout` (a mosaic that registration resampled is no mosaic),
-:func:`check_frames` (enough frames, all the same size).
+:func:`check_frames` and :func:`check_same_size` (enough frames, all the
+same size), :func:`single_image_methods` (names and labels, from the method
+registry, without torch).
 
-A use case gets a *host* (see :class:`Host` and the narrower protocols
-below) and an :class:`Options`, the one place where defaults live. It
+A use case gets a *host* and an :class:`Options`, the one place where
+defaults live. Hosts: :class:`Feedback` (alias :data:`Host`: log, progress,
+cancel, library folder, prepare training) is what every host provides;
+:class:`ImageHost` adds one image (read, write back); :class:`FrameHost` a
+set of frames (:class:`FrameSet`: name, selected indices, reference,
+homographies; optionally ``frame_record(index)`` and ``registered_by``, for
+the record saved beside a trained model). It
 returns an outcome dataclass; wording the result for the user is the host's
 job. Only this module reaches the engine (:mod:`siril_denoise.pipeline`,
 through :func:`engine`, imported late: torch may only just have been
