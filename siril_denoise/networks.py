@@ -154,3 +154,9 @@ def forward_flops_per_pixel(net: nn.Module, channels: int, size: int = 64) -> fl
         for h in handles:
             h.remove()
     return 2.0 * total[0] / (size * size)
+
+
+# The blind-spot methods' networks (Noise2Void, Self2Self) live in their own module.
+from .blindspot import N2V2UNet, Self2SelfNet  # noqa: E402
+
+NETWORKS.update({"n2v2": N2V2UNet, "s2s": Self2SelfNet})

@@ -382,6 +382,10 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
                          mfu=gflops / peak if peak == peak and peak > 0 else float("nan"),
                          profile={k: round(v, 3) for k, v in prof.items()})
     _notes(result, cfg)
+    # A method may read its own run (e.g. Self2Self's convergence): review(result) -> [(flag, note)].
+    for flag, note in getattr(method, "review", lambda r: [])(result):
+        result.flags.append(flag)
+        result.notes.append(note)
     log.info("Training stopped (%s) after %d steps in %.1f s; best validation loss %.5g at step %d (input %.5g, "
              "gain %.1f%%); %.2f steps/s, %.3g Mpx/s, %.0f%% of the matmul rate; time in batches %.1f s, "
              "forward+backward+update %.1f s, validation %.1f s.", stopped, step, seconds, best_val, best_step,

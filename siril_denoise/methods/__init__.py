@@ -61,6 +61,16 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
         recipe=Recipe(steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8),
         min_frames=2, crop_fraction=0.75,
     ),
+    MethodSpec(
+        name="n2v", label="Zero-shot: Noise2Void, blind-spot N2V2 (trained on this image)", single_image=True,
+        network="n2v2", net_options={"levels": 2, "features": 32},
+        recipe=Recipe(steps=600, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
+    ),
+    MethodSpec(
+        name="self2self", label="Zero-shot: Self2Self (trained on this image; slow: 10 network passes per image)",
+        single_image=True, network="s2s", net_options={"levels": 2, "features": 32, "ensemble": 10},
+        recipe=Recipe(steps=400, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
+    ),
 )}
 
 
