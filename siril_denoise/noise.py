@@ -180,7 +180,12 @@ class NoiseModel:
 
 def _fit_line(means: np.ndarray, details: np.ndarray, n_bins: int = 24) -> tuple[float, float, float]:
     """Fit var = a·m + c to block means and Haar details; returns (a, c, relative change)."""
-    order = np.argsort(means)
+    # Ranked on levels rounded to 1e-6 of their span, ties kept in place (a stable sort): the bins then hold
+    # the same blocks whatever the data units (uint16 ADU, or the same frame as float32 / 65535, whose
+    # rounding would otherwise break the many ties of integer data differently and move the fit).
+    span = float(np.ptp(means)) if means.size else 0.0
+    keys = np.round((means - means.min()) / span * 1e6) if span > 0 else np.zeros_like(means)
+    order = np.argsort(keys, kind="stable")
     means, details = means[order], details[order]
     n = means.size
     # Drop the brightest 1 %: saturated cores and star centres where the

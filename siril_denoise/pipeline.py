@@ -113,11 +113,18 @@ def _meta_value(meta, key: str):
 
 
 def _gain_e_per_unit(meta, info: LayoutInfo) -> float | None:
-    """Electrons per data unit from EGAIN/cvf, for uint16 (ADU) data only."""
+    """Electrons per data unit from EGAIN/cvf (e/ADU), in the units of the working data.
+
+    uint16 data are in ADU: the header's gain as it is. Float data are
+    Siril's [0, 1], one unit being 65535 ADU: the same gain times 65535, so
+    a frame and its float32 copy get the same noise model (the float copy
+    used to ignore the gain and fit its own: one cause of the real Siril
+    denoising a float32 frame 1.4x where its uint16 copy got 1.9x).
+    """
     g = _meta_value(meta, "egain")
-    if g and info.dtype == np.uint16 and 0.01 < float(g) < 100:
-        return float(g)
-    return None
+    if not g or not 0.01 < float(g) < 100:
+        return None
+    return float(g) if info.dtype == np.uint16 else float(g) * 65535.0
 
 
 def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto") -> tuple[NoiseModel, Normaliser]:

@@ -79,3 +79,26 @@ def test_protect_keeps_faint_star_flux_through_the_pipeline():
     out, report = _protect_and_finish(work, den, nm, info, 1.0, True)
     assert abs(_flux_change(to_working(out, None)[0], work, x, y, flux)) < 0.01
     assert report.noise_reduction_overall > 3
+
+
+def test_uint16_and_float32_copies_of_a_frame_are_denoised_alike():
+    """The same frame as uint16 ADU and as Siril's float32 (ADU / 65535): same noise model, same result.
+
+    The float copy used to ignore the header's gain (EGAIN) and fit its own
+    model, and the fit's ranking of integer levels broke ties differently
+    once divided by 65535.
+    """
+    from siril_denoise import synthetic as sy
+    from siril_denoise.pipeline import _noise_and_normaliser, denoise_image
+
+    u16 = sy.faint_mono((96, 96), 0, n_frames=1).frames[0]
+    f32 = (u16.astype(np.float32) / np.float32(65535)).astype(np.float32)
+    for meta in (None, {"egain": 0.5}):
+        (nu, _), (nf, _) = (_noise_and_normaliser(*to_working(d, None), meta) for d in (u16, f32))
+        assert nf.a[0] * 65535 == pytest.approx(nu.a[0], rel=1e-4)
+        assert nf.c[0] * 65535**2 == pytest.approx(nu.c[0], rel=1e-4)
+    assert nu.a[0] == pytest.approx(1 / 0.5)
+    runs = {name: denoise_image(d, method="zsn2n", use_gpu=False, max_steps=10, seed=0, meta=meta, threads=1)
+            for name, d in (("u16", u16), ("f32", f32))}
+    diff = runs["f32"].data.astype(np.float64) * 65535 - runs["u16"].data
+    assert np.sqrt(np.mean(diff**2)) < 0.1 * runs["u16"].report.noise_in_overall
