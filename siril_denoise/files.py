@@ -88,6 +88,10 @@ class FileSet:
     homographies: list[Any] | None = None
     layout: tuple[int, Any] | None = None
 
+    def frame_record(self, index: int) -> dict:
+        """Frame ``index`` in the record kept beside a model trained on it: its file, absolute."""
+        return {"file": str(self.paths[index].resolve())}
+
 
 class FileFrames(Terminal):
     """``paths`` as a frame set; frame k is written to ``out_dir/<prefix><name of paths[k]>``.

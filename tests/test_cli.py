@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -299,6 +300,8 @@ def test_auto_trains_saves_and_applies(trained, tmp_path, capsys):
     assert ModelLibrary(tmp_path / "lib").names() == ["auto_zs"]
     assert "as auto_zs" in out and str(tmp_path / "run" / "training_curve.csv") in out
     assert (tmp_path / "run" / "training_curve.csv").is_file()
+    record = json.loads((tmp_path / "lib" / "auto_zs-frames.json").read_text())
+    assert [f["file"] for f in record["frames"]] == [str(f.resolve()) for f in frames[:2]]
     assert sorted(p.name for p in (tmp_path / "dn").iterdir()) == [f"dn_{f.name}" for f in frames]
     # Same name again: refused before any training.
     rc, _, err = run(["train", *frames[:2], "--method", "zsn2n", "--name", "auto_zs",
