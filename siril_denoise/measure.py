@@ -84,11 +84,13 @@ def _checkerboard(shape: tuple[int, int]) -> np.ndarray:
 
 
 def smooth_background(image: np.ndarray, valid: np.ndarray, block: int | None = None) -> np.ndarray:
-    """Large-scale background, float32 ``(H, W)``.
+    """Large-scale background of ``image`` ``(H, W)``, float32 ``(H, W)`` in its units.
 
-    Medians of ``block``×``block`` tiles over the ``valid`` pixels (a tile
-    with under a tenth valid takes the median of the others), a 3×3 median
-    over tiles, then bilinear interpolation between tile centres.
+    Medians of ``block``×``block`` tiles over the ``valid`` pixels (boolean
+    ``(H, W)``; a tile with under a tenth valid takes the median of the
+    others), a 3×3 median over tiles, then bilinear interpolation between
+    tile centres. ``block`` defaults to an eighth of the shorter side, within
+    16..128 px.
     """
     h, w = image.shape
     if block is None:
@@ -287,7 +289,10 @@ def aperture_radii(fwhm: float) -> tuple[float, float, float]:
 
 
 def estimate_fwhm(image: np.ndarray, x: np.ndarray, y: np.ndarray, n: int = 20) -> float:
-    """Median FWHM (px) of up to ``n`` stars, from the area above half their peak."""
+    """Median FWHM (px) of up to ``n`` stars at ``(x, y)``, from the area above half their peak.
+
+    3.0 px when none of them can be measured (within 8 px of an edge, or no peak above the local sky).
+    """
     h, w = image.shape
     r = 8
     widths = []
