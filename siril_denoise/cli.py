@@ -29,6 +29,7 @@ from .bench_entry import bench_command, run_bench
 from .console import Console, CtrlC, setup_logging, short_report, work_text
 from .errors import Cancelled, DenoiseError
 from .files import FileFrames, ImageFile, gather_inputs, refuse_existing
+from .flags import add_inference_flags, number, tile
 from .methods import METHODS, method_spec, single_image_methods
 from .usecases import Options
 
@@ -173,24 +174,8 @@ def cmd_install_siril(args: argparse.Namespace, con: Console) -> int:
 # The parser
 # --------------------------------------------------------------------------
 
-def _number(kind: type, lo: float, hi: float | None = None, *, open_lo: bool = False, what: str = ""):
-    """An argparse type: a ``kind`` (int or float) within [lo, hi] (or above lo when ``open_lo``)."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-        if (value <= lo if open_lo else value < lo) or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(what or f"must be greater than {lo:g}, got {text}")
-        return value
-
-    return parse
-
-
-_strength = _number(float, 0.0, 1.0, what="must be between 0 (original) and 1 (fully denoised)")
-_positive_float = _number(float, 0.0, open_lo=True)
-_positive_int = _number(int, 0, open_lo=True)
+_positive_float = number(float, 0.0, open_lo=True)
+_positive_int = number(int, 0, open_lo=True)
 
 
 def _path(text: str) -> Path:
@@ -255,12 +240,7 @@ def _add_output_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _add_inference(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strength", type=_strength, default=DEFAULTS.strength, metavar="S",
-                   help=f"0 = original, 1 = fully denoised (linear blend; default {DEFAULTS.strength:g})")
-    p.add_argument("--tile", type=_positive_int, default=DEFAULTS.tile, metavar="N",
-                   help=f"inference tile side in pixels (default {DEFAULTS.tile})")
-    p.add_argument("--overlap", type=int, default=DEFAULTS.overlap, metavar="N",
-                   help="pixels shared by neighbouring tiles (default: tile/4, at least 32)")
+    add_inference_flags(p)
     p.add_argument("--no-protect", dest="protect", action="store_false",
                    help="do not give back significant non-noise structure (star cores) the network removed")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the inputs)")
@@ -396,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive_int, default=256, metavar="N", help="image side in pixels (default 256)")
     _add_single_image_method(p)
     _add_steps(p)
-    p.add_argument("--tile", type=_positive_int, default=DEFAULTS.tile, metavar="N",
+    p.add_argument("--tile", type=tile, default=DEFAULTS.tile, metavar="PX",
                    help=f"inference tile side, also used to measure throughput (default {DEFAULTS.tile})")
     p.add_argument("--out", metavar="DIR", type=_path, default=None,
                    help="write demo_noisy/denoised/truth.fits and demo_model.onnx here (replaced if present)")

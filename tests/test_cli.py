@@ -150,6 +150,8 @@ def test_time_limit_that_cuts_training_short_is_said_and_flagged_in_the_library(
 def test_bad_strength_is_a_usage_error(trained, capsys):
     rc, _, err = run(["denoise", trained["frames"][0], "-o", "x.fits", "--strength", "2"], capsys)
     assert rc == 2 and "between 0" in err
+    rc, _, err = run(["apply", trained["frames"][0], "-o", "dn", "--tile", "16"], capsys)
+    assert rc == 2 and "32 to 4096" in err
 
 
 # --------------------------------------------------------------------------
