@@ -438,3 +438,19 @@ def test_a_trained_model_keeps_its_curve_and_frames_beside_it_and_the_temporary_
     record = json.loads(files["frames"].read_text())
     assert [f["index"] for f in record["frames"]] == [1, 2] and record["registration"] == "host"
     assert record["frames"][1]["H"] == eye.tolist()
+
+
+def test_the_engines_own_defaults_agree_with_options():
+    """The engine keeps defaults for direct callers (the benchmark); they must not drift from Options."""
+    import inspect
+
+    from siril_denoise import pipeline
+
+    d = Options()
+    for func in (pipeline.denoise_image, pipeline.apply_model):
+        params = inspect.signature(func).parameters
+        assert (params["tile"].default, params["strength"].default, params["protect"].default) == (
+            d.tile, d.strength, d.protect)
+        assert params["overlap"].default is None and d.overlap is None  # both: tile/4, at least 32
+    assert inspect.signature(pipeline.train_on_frames).parameters["method"].default == d.train_method
+    assert inspect.signature(pipeline.denoise_image).parameters["method"].default == d.zero_shot
