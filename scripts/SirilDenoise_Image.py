@@ -16,23 +16,7 @@ flags, it runs directly:
 import os
 import sys
 
-# The engine package travels with the script: <here>/siril_denoise when
-# installed, <here>/../siril_denoise in a source checkout.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _path in (os.path.dirname(_HERE), _HERE):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+from siril_denoise.siril import start  # noqa: E402  (<here>/siril_denoise installed, <here>/.. in a checkout)
 
-from siril_denoise.siril import outside_siril, siril_too_old  # noqa: E402  (no sirilpy inside)
-
-try:
-    import sirilpy  # noqa: E402
-except ImportError:  # not started by Siril, whose Python environment provides sirilpy
-    sys.exit(outside_siril(__file__))
-if not sirilpy.check_module_version(">=1.0.8"):
-    sys.exit(siril_too_old())
-
-from siril_denoise.siril.runner import main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(main("image"))
+sys.exit(start(__file__, "image", lambda sirilpy: sirilpy.check_module_version(">=1.0.8")))

@@ -25,13 +25,9 @@ def _get(meta: Any, key: str) -> Any:
 
 
 def _positive(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
+    """``value`` as a float when it is a finite positive number (not a bool, not text), else None."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if is_number and math.isfinite(value) and value > 0 else None
 
 
 def stack_state(meta: Any) -> tuple[bool | None, int | None]:

@@ -54,8 +54,9 @@ def test_nothing_under_siril_imports_the_pipeline_or_training(path):
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "siril").glob("*.py")), ids=lambda p: p.name)
 def test_only_the_adapter_imports_sirilpy(path):
+    """And start(), in __init__.py, which only asks whether sirilpy is there (am I inside Siril?)."""
     uses = sorted(m for m in imports(path) if m.split(".")[0] == "sirilpy")
-    assert not uses or path.name == "adapter.py", f"{path.name} imports {uses}"
+    assert not uses or path.name in ("adapter.py", "__init__.py"), f"{path.name} imports {uses}"
 
 
 def test_the_use_case_layer_imports_no_host():
@@ -87,3 +88,20 @@ def test_the_siril_hosts_provide_what_the_use_cases_need():
     siril = SirilHost(None)
     files = SeqFileHost(siril, "light_")
     assert isinstance(files, usecases.FrameHost) and isinstance(siril, usecases.ImageHost)
+
+
+@pytest.mark.parametrize("script", sorted((PACKAGE.parent / "scripts").glob("SirilDenoise_*.py")), ids=lambda p: p.name)
+def test_each_entry_script_carries_the_version_gate_siril_looks_for(script):
+    """Siril hides a script whose double-quoted check_module_version literal fails."""
+    assert 'sirilpy.check_module_version(">=1.0.8")' in script.read_text()
+
+
+def test_start_refuses_an_old_sirilpy_before_anything_else(monkeypatch, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "sirilpy_standin"))
+    from siril_denoise.siril import runner, start
+
+    monkeypatch.setattr(runner, "main", lambda job: pytest.fail("ran on an old sirilpy"))
+    assert start("SirilDenoise_Image.py", "image", lambda sirilpy: False) == 1
+    assert "needs sirilpy 1.0.8 or newer" in capsys.readouterr().out

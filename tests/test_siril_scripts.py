@@ -89,8 +89,9 @@ def test_bad_strength_is_refused(tmp_path):
     session = Session(tmp_path)
     session.load_image(_noisy((32, 32), 1), HEADER)
     proc = run_script("SirilDenoise_Image.py", ["--strength", "3"], session, fake_engine=True)
-    assert proc.returncode == 1
-    assert "--strength must be between 0 and 1" in session.log_text()
+    assert proc.returncode == 2  # a usage error, before Siril is even asked for the image
+    assert "--strength: must be between 0 (original) and 1" in proc.stderr  # Siril logs stderr too
+    assert "nothing was changed" in proc.stdout and not session.calls("undo")
     _no_traceback(proc)
 
 
@@ -393,24 +394,19 @@ def test_no_sequence_headless_points_to_seq(tmp_path):
     _no_traceback(proc)
 
 
-@pytest.mark.parametrize("script", ["SirilDenoise_Sequence.py", "SirilDenoise_Train.py"])
-def test_seq_by_name_of_a_ser_file_says_to_convert(tmp_path, script):
+@pytest.mark.parametrize("script, seq_type, lost, expected", [
+    ("SirilDenoise_Sequence.py", "S", None, ("SER", "Convert")),
+    ("SirilDenoise_Train.py", "S", None, ("SER", "Convert")),
+    ("SirilDenoise_Sequence.py", None, 1, ("missing", "light_00002")),
+], ids=["ser-sequence", "ser-train", "missing-file"])
+def test_seq_by_name_refuses_what_it_cannot_read_and_says_why(tmp_path, script, seq_type, lost, expected):
     session = Session(tmp_path)
-    session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(2)], HEADER, seq_type="S")
-    proc = run_script(script, ["--seq", "light_.seq"], session, fake_engine=True)
+    paths = session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(3)], HEADER, seq_type=seq_type)
+    if lost is not None:
+        paths[lost].unlink()
+    proc = run_script(script, ["--seq", "light_.seq" if seq_type else "light_"], session, fake_engine=True)
     assert proc.returncode == 1
-    assert "SER" in session.log_text() and "Convert" in session.log_text()
-    assert not list(session.wd.glob("dn_*"))
-    _no_traceback(proc)
-
-
-def test_missing_frame_files_are_named(tmp_path):
-    session = Session(tmp_path)
-    paths = session.sequence_on_disk("light_", [_noisy((16, 16), s) for s in range(3)], HEADER)
-    paths[1].unlink()
-    proc = run_script("SirilDenoise_Sequence.py", ["--seq", "light_"], session, fake_engine=True)
-    assert proc.returncode == 1
-    assert "missing" in session.log_text() and "light_00002" in session.log_text()
+    assert all(word in session.log_text() for word in expected), session.log_text()
     assert not list(session.wd.glob("dn_*"))
     _no_traceback(proc)
 

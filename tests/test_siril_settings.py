@@ -85,8 +85,10 @@ def test_flags_out_of_range_are_refused_before_any_work():
     from siril_denoise.errors import DenoiseError
     from siril_denoise.siril.runner import build_parser, options_from_args
 
-    for flags in (["--tile", "16"], ["--tile", "256", "--overlap", "128"], ["--strength", "2"]):
-        with pytest.raises(DenoiseError):
-            options_from_args("image", build_parser("image").parse_args(flags))
+    with pytest.raises(DenoiseError):
+        options_from_args("image", build_parser("image").parse_args(["--tile", "256", "--overlap", "128"]))
+    for flags in (["--tile", "16"], ["--strength", "2"]):
+        with pytest.raises(SystemExit):
+            build_parser("image").parse_args(flags)
     with pytest.raises(DenoiseError, match="prefix"):
         options_from_args("sequence", build_parser("sequence").parse_args(["--prefix", "a/b"]))

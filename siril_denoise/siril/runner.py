@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import Cancelled, DenoiseError
+from ..flags import add_inference_flags
 from ..usecases import choices, frames_layout, library_for, single_image_methods
 from .jobs import JobOptions, JobResult, run_job
 from .settings import TRAIN_NETWORKS, Settings, load_settings, save_settings, settings_path
@@ -58,12 +59,7 @@ def build_parser(job: str) -> argparse.ArgumentParser:
         pick.add_argument("--method", choices=["auto", *singles],
                           help=f"auto (default: best matching saved model, else {d.zero_shot}), or a "
                                f"single-image method trained on each image: {', '.join(singles)}")
-        parser.add_argument("--strength", type=float, default=d.strength, metavar="S",
-                            help=f"blend with the original, 0..1 (default {d.strength:g}; 1 = fully denoised)")
-        parser.add_argument("--tile", type=int, default=d.tile, metavar="PX",
-                            help=f"tile size in pixels for inference (default {d.tile})")
-        parser.add_argument("--overlap", type=int, default=d.overlap, metavar="PX",
-                            help="tile overlap in pixels (default: a quarter of the tile, at least 32)")
+        add_inference_flags(parser)
         parser.add_argument("--steps", type=int, default=0, metavar="N",
                             help="training steps of single-image methods, per image (default 0: the method's)")
         parser.add_argument("--time-limit", "--time-budget", dest="time_budget", type=float, default=0.0,
@@ -103,8 +99,6 @@ def options_from_args(job: str, args: argparse.Namespace) -> JobOptions:
     """Flags -> :class:`JobOptions` (checked: a bad value is a clear error, not a crash later)."""
     opts = JobOptions(use_gpu=not args.nogpu, library=args.library)
     if job in ("image", "sequence"):
-        if not 0.0 <= args.strength <= 1.0:
-            raise DenoiseError(f"--strength must be between 0 and 1 (got {args.strength}).")
         opts.choice = f"model:{args.model}" if args.model else (args.method or "auto")
         opts.strength, opts.tile, opts.overlap = args.strength, args.tile, args.overlap
     if job == "sequence":

@@ -56,7 +56,7 @@ import re
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
 from pathlib import Path
@@ -74,57 +74,31 @@ STATE_ENV = "SIRILPY_STANDIN_STATE"
 
 
 class SirilError(Exception):
-    """Base exception class for all Siril-related errors."""
+    """Base exception class for all Siril-related errors; each subclass has its own default message."""
 
-    def __init__(self, message: str = "An error occurred"):
-        self.message = message
-        super().__init__(message)
+    default = "An error occurred"
 
-
-class SirilConnectionError(SirilError):
-    def __init__(self, message: str = "Failed to connect to Siril"):
-        super().__init__(message)
-
-
-class SharedMemoryError(SirilError):
-    def __init__(self, message: str = "Siril shared memory error"):
-        super().__init__(message)
+    def __init__(self, message: str | None = None):
+        self.message = message or self.default
+        super().__init__(self.message)
 
 
 class CommandError(SirilError):
-    def __init__(self, message: str = "Command execution failed", status_code: int = 1):
+    default = "Command execution failed"
+
+    def __init__(self, message: str | None = None, status_code: int = 1):
         super().__init__(message)
         self.status_code = status_code
 
 
-class DataError(SirilError):
-    def __init__(self, message: str = "Error handling data"):
-        super().__init__(message)
-
-
-class NoImageError(SirilError):
-    def __init__(self, message: str = "No Siril image loaded"):
-        super().__init__(message)
-
-
-class NoSequenceError(SirilError):
-    def __init__(self, message: str = "No Siril sequence loaded"):
-        super().__init__(message)
-
-
-class ProcessingThreadBusyError(SirilError):
-    def __init__(self, message: str = "The processing thread is busy"):
-        super().__init__(message)
-
-
-class ImageDialogOpenError(SirilError):
-    def __init__(self, message: str = "An image processing dialog is open"):
-        super().__init__(message)
-
-
-class MouseModeError(SirilError):
-    def __init__(self, message: str = "Mouse mode error"):
-        super().__init__(message)
+#: The other exceptions of sirilpy.exceptions: name -> default message.
+for _name, _default in {
+    "SirilConnectionError": "Failed to connect to Siril", "SharedMemoryError": "Siril shared memory error",
+    "DataError": "Error handling data", "NoImageError": "No Siril image loaded",
+    "NoSequenceError": "No Siril sequence loaded", "ProcessingThreadBusyError": "The processing thread is busy",
+    "ImageDialogOpenError": "An image processing dialog is open", "MouseModeError": "Mouse mode error",
+}.items():
+    globals()[_name] = type(_name, (SirilError,), {"default": _default})
 
 
 # --------------------------------------------------------------------------
@@ -189,30 +163,12 @@ class FFit:
     data: Optional[np.ndarray] = None
 
 
-@dataclass
-class Homography:
-    h00: float = 1.0
-    h01: float = 0.0
-    h02: float = 0.0
-    h10: float = 0.0
-    h11: float = 1.0
-    h12: float = 0.0
-    h20: float = 0.0
-    h21: float = 0.0
-    h22: float = 1.0
-    pair_matched: int = 0
-    Inliers: int = 0
-
-
-@dataclass
-class RegData:
-    fwhm: float = 0.0
-    weighted_fwhm: float = 0.0
-    roundness: float = 0.0
-    quality: float = 0.0
-    background_lvl: float = 0.0
-    number_of_stars: int = 0
-    H: Homography = field(default_factory=Homography)
+#: sirilpy's Homography (frame -> reference; h00..h22, the identity by default) and RegData.
+Homography = make_dataclass("Homography", [(f"h{r}{c}", float, float(r == c)) for r in range(3) for c in range(3)]
+                            + [("pair_matched", int, 0), ("Inliers", int, 0)])
+RegData = make_dataclass("RegData", [(n, float, 0.0) for n in ("fwhm", "weighted_fwhm", "roundness", "quality",
+                                                                "background_lvl")]
+                         + [("number_of_stars", int, 0), ("H", Homography, field(default_factory=Homography))])
 
 
 @dataclass
