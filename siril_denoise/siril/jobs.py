@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from .. import usecases
 from ..errors import Cancelled, DenoiseError
-from ..usecases import Options
+from ..usecases import FrameHost, ImageHost, Options
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
@@ -49,10 +49,26 @@ class JobResult:
     sequence: str | None = None
 
 
+class SequenceHost(FrameHost, Protocol):
+    """A :class:`~siril_denoise.usecases.FrameHost` that gathers written frames into a Siril sequence."""
+
+    def working_dir(self) -> Path:
+        """Siril's working directory, where the new frames are written."""
+
+    def create_sequence(self, root: str) -> bool:
+        """Create ``<root>.seq`` from the frames written; False when Siril found none."""
+
+    def can_load_sequence(self) -> bool:
+        """Whether Siril can load a sequence here (not under siril-cli)."""
+
+    def load_sequence(self, root: str) -> bool:
+        """Load the new sequence; False (logged) when Siril cannot."""
+
+
 class Watched:
     """``host`` with its progress sent to ``progress`` and its cancel asked of ``should_cancel``."""
 
-    def __init__(self, host: Any, progress: Progress, should_cancel: ShouldCancel) -> None:
+    def __init__(self, host: usecases.Feedback, progress: Progress, should_cancel: ShouldCancel) -> None:
         self._host, self._progress, self._cancel = host, progress, should_cancel
 
     def progress(self, fraction: float, message: str) -> None:
@@ -72,7 +88,7 @@ def _report_text(result: Any) -> str:
     return report.as_text() if hasattr(report, "as_text") else str(report)
 
 
-def denoise_loaded_image(host: Any, opts: JobOptions) -> JobResult:
+def denoise_loaded_image(host: ImageHost, opts: JobOptions) -> JobResult:
     """Denoise the loaded image and write it back (one undo step)."""
     outcome = usecases.denoise_image(host, opts)
     head = (f"Denoised the image with {outcome.denoiser.label} (strength {opts.strength:.2f}). "
@@ -80,7 +96,7 @@ def denoise_loaded_image(host: Any, opts: JobOptions) -> JobResult:
     return JobResult("\n".join(x for x in (head, _report_text(outcome.result)) if x), outcome.warnings)
 
 
-def denoise_loaded_sequence(host: Any, opts: JobOptions) -> JobResult:
+def denoise_loaded_sequence(host: SequenceHost, opts: JobOptions) -> JobResult:
     """Denoise every selected frame into ``<prefix><seqname>`` and create that sequence."""
     outcome = usecases.denoise_frames(host, opts)
     info, root = outcome.info, opts.prefix + outcome.info.name
@@ -101,7 +117,7 @@ def denoise_loaded_sequence(host: Any, opts: JobOptions) -> JobResult:
     return JobResult(text, outcome.warnings, sequence=root)
 
 
-def train_on_loaded_sequence(host: Any, opts: JobOptions) -> JobResult:
+def train_on_loaded_sequence(host: FrameHost, opts: JobOptions) -> JobResult:
     """Train on the selected frames; the model, its curve and its frame list go to the library."""
     outcome = usecases.train_model(host, opts)
     entry, notes = outcome.entry, outcome.warnings
@@ -122,7 +138,7 @@ JOBS: dict[str, Callable[..., JobResult]] = {
 }
 
 
-def run_job(job: str, host: Any, opts: JobOptions, progress: Progress,
+def run_job(job: str, host: ImageHost | SequenceHost, opts: JobOptions, progress: Progress,
             should_cancel: ShouldCancel) -> JobResult:
     """Run one of :data:`JOBS`, with ``progress`` and ``should_cancel`` as the host's."""
     return JOBS[job](Watched(host, progress, should_cancel), opts)

@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import Cancelled, DenoiseError
@@ -29,6 +29,12 @@ from ..flags import add_inference_flags
 from ..usecases import choices, frames_layout, library_for, single_image_methods
 from .jobs import JobOptions, JobResult, run_job
 from .settings import TRAIN_NETWORKS, Settings, load_settings, save_settings, settings_path
+
+if TYPE_CHECKING:
+    from .adapter import SirilHost
+    from .seqfile import SeqFileHost
+
+    Host = SirilHost | SeqFileHost
 
 SCRIPT_NAMES = {
     "image": "SirilDenoise_Image.py",
@@ -188,7 +194,7 @@ def _unchanged(job: str, message: str) -> str:
     return first + ("\n" + rest if rest else "")
 
 
-def _settings(host: Any) -> tuple[Settings, Path]:
+def _settings(host: Host) -> tuple[Settings, Path]:
     path = settings_path(host.config_dir())
     settings, problem = load_settings(path)
     if problem:
@@ -196,7 +202,7 @@ def _settings(host: Any) -> tuple[Settings, Path]:
     return settings, path
 
 
-def _precheck(job: str, host: Any) -> tuple[int, Any] | None:
+def _precheck(job: str, host: Host) -> tuple[int, Any] | None:
     """Fail fast, before any install: the data the job needs must be loaded."""
     if job == "image":
         return host.image_meta()
@@ -206,20 +212,20 @@ def _precheck(job: str, host: Any) -> tuple[int, Any] | None:
     return None
 
 
-def _prepared(job: str, host: Any, opts: JobOptions) -> JobOptions:
+def _prepared(job: str, host: Host, opts: JobOptions) -> JobOptions:
     from .adapter import execution_providers
 
     opts.providers = execution_providers(host, opts.use_gpu)
     return opts
 
 
-def _log_result(host: Any, result: JobResult) -> None:
+def _log_result(host: Host, result: JobResult) -> None:
     host.log(result.text, "ok")
     for warning in result.warnings:
         host.log(f"Warning: {warning}", "warning")
 
 
-def _run_headless(job: str, host: Any, args: argparse.Namespace) -> int:
+def _run_headless(job: str, host: Host, args: argparse.Namespace) -> int:
     from .adapter import bootstrap
 
     opts = options_from_args(job, args)
@@ -248,7 +254,7 @@ def _run_headless(job: str, host: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_gui(job: str, host: Any) -> int:
+def _run_gui(job: str, host: Host) -> int:
     from .adapter import bootstrap
 
     settings, path = _settings(host)
