@@ -92,3 +92,22 @@ def test_flags_out_of_range_are_refused_before_any_work():
             build_parser("image").parse_args(flags)
     with pytest.raises(DenoiseError, match="prefix"):
         options_from_args("sequence", build_parser("sequence").parse_args(["--prefix", "a/b"]))
+
+
+def test_the_scripts_offer_every_single_image_method_of_the_registry():
+    """Method names live in the registry only: a new method shows up in the flags, the picker and the settings."""
+    from siril_denoise.methods import single_image_methods
+    from siril_denoise.siril.runner import build_parser
+    from siril_denoise.usecases import choices
+
+    names = set(single_image_methods())
+    assert {"zsn2n", "nb2nb"} < names  # n2v and self2self came later (issue 11)
+    method = next(a for a in build_parser("image")._actions if a.dest == "method")
+    assert set(method.choices) == {"auto"} | names
+
+    class Empty:
+        def match(self, meta, channels, cfa):
+            return []
+
+    assert {c.key for c in choices(Empty(), 2, None)} == {"auto"} | names
+    assert all(Settings(choice=n).normalised().choice == n for n in names)
