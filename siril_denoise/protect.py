@@ -172,9 +172,10 @@ def restore_sources(
     the stars' photometric apertures and their background annuli), softened,
     and there the smooth part of the removed signal is added back:
 
-        x̂' = x̂ + w · (G_scale * (x − x̂ − m))
+        x̂' = x̂ + w · (G_scale * (x − x̂))
 
-with ``m`` the median of ``x − x̂`` over the sky of each band of rows.
+Run it after :func:`restore_background_level`: a sky offset between input
+and result would otherwise be pasted onto the stars with the rest.
 
     Aperture fluxes of the sources then equal the input's (the input's
     photometric scatter, no more, no less); the sky elsewhere is untouched.
@@ -233,13 +234,8 @@ with ``m`` the median of ``x − x̂`` over the sky of each band of rows.
         if not hit.any():
             continue
         inside += int(np.count_nonzero(mask[inner]))
-        sky = ~mask
         for k in range(channels):
             r = x[k, a0:a1] - denoised[k, a0:a1]
-            # what is given back is measured from the band's sky level of the removed part, so a sky offset
-            # between input and result (fixed later, globally) is not pasted onto the stars
-            if np.count_nonzero(sky) >= 100:
-                r = r - np.float32(np.median(r[sky]))
             smooth = ndimage.gaussian_filter(r, scale, mode="reflect")[inner]
             out[k, y0:y1][hit] += weight[hit] * smooth[hit]
     return out, inside / (height * x.shape[2])

@@ -102,3 +102,44 @@ def test_uint16_and_float32_copies_of_a_frame_are_denoised_alike():
             for name, d in (("u16", u16), ("f32", f32))}
     diff = runs["f32"].data.astype(np.float64) * 65535 - runs["u16"].data
     assert np.sqrt(np.mean(diff**2)) < 0.1 * runs["u16"].report.noise_in_overall
+
+
+def _registered_noise(shape, rng, subs: int = 16) -> np.ndarray:
+    """Mean of ``subs`` white-noise frames each shifted by a random sub-pixel offset (bilinear), as a stack's noise."""
+    from scipy import ndimage
+
+    return sum(ndimage.shift(rng.normal(size=shape), rng.uniform(-0.5, 0.5, 2), order=1, mode="reflect")
+               for _ in range(subs)) / subs
+
+
+def test_pixel_shuffle_round_trip_and_noise_correlation():
+    from siril_denoise.pipeline import CORRELATED_NOISE, noise_correlation, pixel_shuffle, pixel_unshuffle
+
+    x = np.random.default_rng(0).normal(size=(3, 65, 70)).astype(np.float32)
+    sub = pixel_unshuffle(x)
+    assert sub.shape == (12, 32, 35)
+    assert np.array_equal(sub[1], x[0, 0:64:2, 1:70:2])
+    assert np.array_equal(pixel_shuffle(sub, x), x)
+    rng = np.random.default_rng(1)
+    assert noise_correlation(rng.normal(size=(1, 256, 256))) < 0.03
+    stack_noise = _registered_noise((256, 256), rng)[None]
+    assert noise_correlation(stack_noise) > CORRELATED_NOISE
+    # the sub-images' neighbours are 2 px apart: their noise is nearly independent
+    assert noise_correlation(pixel_unshuffle(stack_noise)) < 0.5 * CORRELATED_NOISE
+
+
+def test_correlated_noise_trains_on_sub_images_says_so_and_the_model_applies(tmp_path):
+    from siril_denoise.pipeline import apply_model, denoise_image
+
+    rng = np.random.default_rng(2)
+    img = (0.05 + 0.002 * _registered_noise((96, 96), rng)).astype(np.float32)
+    r = denoise_image(img, method="zsn2n", use_gpu=False, max_steps=5, seed=0, threads=1,
+                      save_model=tmp_path / "m.onnx")
+    assert r.data.shape == img.shape
+    assert r.model_metadata["channels"] == 4 and r.model_metadata["training"]["pixel_shuffle"] == 2
+    assert any("pixel-shuffled" in w for w in r.warnings)
+    again = apply_model(img, tmp_path / "m.onnx", use_gpu=False)
+    assert np.allclose(again.data, r.data, atol=1e-6)
+    white = (0.05 + 0.002 * rng.normal(size=(96, 96))).astype(np.float32)
+    assert denoise_image(white, method="zsn2n", use_gpu=False, max_steps=5, seed=0, threads=1).model_metadata[
+        "channels"] == 1
