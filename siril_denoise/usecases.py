@@ -544,7 +544,12 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
                          "Train one on this session, or name a model.")
     for m in matches:
         host.log(f"Library model {m.entry.name} does not fit: {'; '.join(m.reasons)}")
-    host.log(f"No saved model fits this data; training {_label(opts.zero_shot)} on it instead.")
+    from .methods import default_single_image_method
+    from .stacks import stack_state
+
+    measured, why = default_single_image_method(stack_state(meta)[0], cfa)
+    why = f" ({why})" if opts.zero_shot == measured else ""
+    host.log(f"No saved model fits this data; training {_label(opts.zero_shot)} on it instead{why}.")
     return Denoiser(opts.zero_shot, None, opts.zero_shot)
 
 

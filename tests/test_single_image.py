@@ -143,3 +143,25 @@ def test_correlated_noise_trains_on_sub_images_says_so_and_the_model_applies(tmp
     white = (0.05 + 0.002 * rng.normal(size=(96, 96))).astype(np.float32)
     assert denoise_image(white, method="zsn2n", use_gpu=False, max_steps=5, seed=0, threads=1).model_metadata[
         "channels"] == 1
+
+
+def test_the_default_single_image_method_is_the_measured_one_and_the_log_says_why(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from siril_denoise import usecases
+    from siril_denoise.methods import default_single_image_method, single_image_methods
+
+    for is_stack in (None, False, True):
+        for cfa in (None, "RGGB"):
+            name, why = default_single_image_method(is_stack, cfa)
+            assert name in single_image_methods() and why
+    assert "stack" in default_single_image_method(True, None)[1]
+    assert "RGGB" in default_single_image_method(False, "RGGB")[1]
+    assert usecases.Options().zero_shot == default_single_image_method(False, None)[0]
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_usecases import MemoryHost
+
+    host = MemoryHost(tmp_path)
+    d = usecases.pick_denoiser(host, usecases.Options(), 3, {"stackcnt": 20}, None)
+    assert d.model is None and "pixel-shuffled" in host.text()

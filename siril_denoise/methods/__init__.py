@@ -92,8 +92,39 @@ def session_methods() -> tuple[str, ...]:
     return tuple(name for name, spec in METHODS.items() if not spec.single_image)
 
 
+def default_single_image_method(is_stack: bool | None, cfa: str | None) -> tuple[str, str]:
+    """The single-image method trained when the user names none, and why (one sentence for the log).
+
+    Chosen by measurement (docs/benchmark.md, "Single image: the default
+    by kind of data"), at each method's default steps on a 2-core CPU:
+
+    - a sub, mono or raw CFA (``is_stack`` False or None; ``cfa`` the Bayer
+      pattern or None): ZS-N2N. On the faint 256² sub it reaches 45.9 dB
+      stretched in its 600 steps, N2V 45.4 dB at 300 steps in about the
+      same time, Self2Self 46.6 dB at 300 steps in ~2.5× the time (another
+      noise draw of the same scene: ±0.2 dB); Siril's NL-Bayes 46.2 dB. On
+      the raw Seestar frame it lowers the noise 10× and keeps the
+      measurable stars' flux (+0.3 %).
+    - a stack: ZS-N2N as well; a stack's noise is correlated by the
+      registration's interpolation, and the pipeline then trains any
+      single-image method on 2×2 pixel-shuffled sub-images
+      (:func:`siril_denoise.pipeline.noise_correlation`), which is what
+      lets it remove that noise at all.
+    """
+    name = "zsn2n"
+    if is_stack:
+        why = ("a stack: ZS-N2N, trained on 2×2 pixel-shuffled sub-images when the registration has made its noise "
+               "correlated")
+    elif cfa:
+        why = f"a raw {cfa} sub: ZS-N2N on the 4 packed CFA planes, the fastest single-image method at equal quality"
+    else:
+        why = "a single sub: ZS-N2N, the fastest single-image method at equal quality (docs/benchmark.md)"
+    return name, why
+
+
 #: For callers written before the registry: :func:`single_image_methods`.
 SINGLE_IMAGE_METHODS = single_image_methods()
 
 __all__ = ["METHODS", "MethodSpec", "Recipe", "TrainingData", "method_spec", "single_image_methods",
+           "default_single_image_method",
            "session_methods", "SINGLE_IMAGE_METHODS"]
