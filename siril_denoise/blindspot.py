@@ -207,7 +207,8 @@ class Self2SelfNet(nn.Module):
         self.act = nn.LeakyReLU(0.1)
         self.register_buffer("kernel", ring_kernel(), persistent=False)
         self.register_buffer("keep_masks", torch.from_numpy(ensemble_masks(ensemble, dropped, period, seed)))
-        # Fixed dropout masks of every decoder input, per member: (ensemble, channels, p_l, p_l), values 0 or 1/(1-rate).
+        # Fixed dropout masks of every decoder input, per member: (ensemble, channels, p_l, p_l),
+        # values 0 or 1/(1 - rate).
         g = torch.Generator().manual_seed(seed + 1)
         self._drop_names = []
         for j, i in enumerate(reversed(range(levels))):

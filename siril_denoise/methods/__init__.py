@@ -67,7 +67,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
         recipe=Recipe(steps=600, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
     ),
     MethodSpec(
-        name="self2self", label="Zero-shot: Self2Self (trained on this image; slow: 10 network passes per image)",
+        name="self2self",
+        label="Zero-shot: Self2Self (trained on this image; slow: ~6x ZS-N2N's time, 10 network passes per pixel)",
         single_image=True, network="s2s", net_options={"levels": 2, "features": 32, "ensemble": 10},
         recipe=Recipe(steps=400, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
     ),

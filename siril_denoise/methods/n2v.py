@@ -26,11 +26,14 @@ hidden pixel is a whole 2×2 Bayer block, for colour every channel.
 
 Validation scores the same loss on held-out crops and masks. The untouched
 input, scored that way, predicts each hidden pixel by its replacement (the
-5×5 median), so even a perfect denoiser beats it by only a few per cent on
-pure sky noise (median of 24 pixels: variance ≈ 0.07 σ²), less than the
-zero-shot methods' ~50 %. Like every blind-spot method, it needs noise
-independent between neighbouring pixels: not for registered (resampled)
-frames.
+5×5 median): on pure sky noise even a perfect denoiser beats it by only a
+few per cent (the median of 24 pixels has a variance of ≈ 0.07 σ²), but
+the median misses star peaks by many σ, so on a real field the gain is
+large (the 256² faint bench sub: input 8.4, the model after 300 steps
+1.55).
+
+Like every blind-spot method, it needs noise independent between
+neighbouring pixels: not for registered (resampled) frames.
 """
 
 from __future__ import annotations
