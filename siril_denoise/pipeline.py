@@ -320,9 +320,10 @@ def _infer(model, z: np.ndarray, *, tile: int, overlap: int | None, use_gpu: boo
     return out, den
 
 
-#: :func:`noise_correlation` above which a single-image method trains on 2×2 pixel-shuffled sub-images
-#: (not raw CFA data, whose packed planes are never resampled): 0.29 for a mean of 16 subs registered with
-#: bilinear sub-pixel shifts; 0.00-0.05 on the bench's white-noise mono and RGB scenes, 0.02 on a raw Seestar sub.
+#: :func:`noise_correlation` above which the user is told that single-image methods will keep much of the
+#: noise (not for raw CFA data, whose packed planes are never resampled): 0.22-0.29 for a mean of 16 subs
+#: registered with bilinear sub-pixel shifts; 0.00-0.05 on the bench's white-noise scenes, 0.02 on a raw
+#: Seestar sub.
 CORRELATED_NOISE = 0.15
 
 
@@ -355,34 +356,6 @@ def noise_correlation(work: np.ndarray, size: int = 512) -> float:
             if s2 > 0:
                 best = max(best, 1.0 - (s1 / s2) ** 2)
     return float(min(max(best, 0.0), 1.0))
-
-
-def pixel_unshuffle(work: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` → ``(4C, H//2, W//2)``: each channel's 4 sub-images of every other pixel (AP-BSN's
-    pixel-shuffle down-sampling). Neighbours in a sub-image are 2 px apart in the image, where the
-    correlation that interpolation gives the noise has mostly gone. An odd last row or column is left out."""
-    c, h, w = work.shape
-    h2, w2 = h // 2 * 2, w // 2 * 2
-    x = work[:, :h2, :w2].reshape(c, h2 // 2, 2, w2 // 2, 2)
-    return np.ascontiguousarray(x.transpose(0, 2, 4, 1, 3).reshape(4 * c, h2 // 2, w2 // 2))
-
-
-def pixel_shuffle(sub: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pixel_unshuffle` onto ``like``'s shape; an odd last row or column is ``like``'s."""
-    out = like.astype(np.float32, copy=True)
-    c = like.shape[0]
-    h2, w2 = sub.shape[1] * 2, sub.shape[2] * 2
-    x = sub.reshape(c, 2, 2, sub.shape[1], sub.shape[2]).transpose(0, 3, 1, 4, 2)
-    out[:, :h2, :w2] = x.reshape(c, h2, w2)
-    return out
-
-
-def _merge_shuffled(nm: NoiseModel, channels: int) -> NoiseModel:
-    """The noise model of the image from that of its 4 sub-images per channel (their mean)."""
-    def per(v):
-        return np.asarray(v, dtype=np.float64).reshape(channels, 4).mean(axis=1)
-
-    return NoiseModel(per(nm.a), per(nm.c), per(nm.sigma), nm.signal_dependent)
 
 
 def denoise_image(
@@ -452,15 +425,16 @@ def denoise_image(
         raise InputError(f"denoise trains on the image itself: choose one of {', '.join(single_image_methods())} "
                          f"(got {method!r}); for Noise2Noise across frames use train/apply.")
     spec = method_spec(method)
-    full, info = to_working(data, cfa_pattern)
-    work, shuffled = full, None
-    corr = noise_correlation(full) if info.cfa_pattern is None and min(full.shape[1:]) >= 64 else 0.0
+    work, info = to_working(data, cfa_pattern)
+    corr = noise_correlation(work) if info.cfa_pattern is None and min(work.shape[1:]) >= 64 else 0.0
+    correlated = None
     if corr > CORRELATED_NOISE:
-        shuffled = (f"The noise of this image is correlated between neighbouring pixels ({corr:.2f}; registration "
-                    f"resampling, as in a stack, does that): {spec.name} is trained on its 2×2 pixel-shuffled "
-                    "sub-images, whose noise is independent, and the result is put back together.")
-        log.info(shuffled)
-        work = pixel_unshuffle(full)
+        correlated = (f"The noise of this image is correlated between neighbouring pixels ({corr:.2f}; registration "
+                      "resampling, as in a stack, does that). A method trained on this image alone learns to keep "
+                      "much of such noise: on a registered test stack ZS-N2N lowered it 1.2x where BM3D reached 11x, "
+                      "and training on pixel-shuffled sub-images did not help. Denoise the subs before stacking "
+                      "(train a model on the session, then apply it to the sequence).")
+        log.warning(correlated)
     nm, norm = _noise_and_normaliser(work, info, meta)
     z = norm.forward(work)
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
@@ -473,7 +447,7 @@ def denoise_image(
     result = train(network, m, cfg, progress=_sub(progress, 0.0, 0.75), should_cancel=should_cancel,
                    after=_after_training(network, work.shape[0], work.shape[1] * work.shape[2]))
     metadata = _model_metadata(method, net_name, info, work.shape[0], nm, norm, result, meta, 1,
-                               {"pixel_shuffle": 2, "noise_correlation": round(corr, 3)} if shuffled else None)
+                               {"noise_correlation": round(corr, 3)} if correlated else None)
     network.to(torch.device("cpu"))
     with tempfile.TemporaryDirectory(prefix="siril-denoise-") as tmp:
         path = Path(save_model) if save_model else Path(tmp) / "model.onnx"
@@ -485,11 +459,9 @@ def denoise_image(
         metadata = den.metadata
     denoised = norm.inverse(zh, unbiased=False)
     del zh
-    if shuffled:
-        denoised, nm = pixel_shuffle(denoised, full), _merge_shuffled(nm, full.shape[0])
-    out, report = _protect_and_finish(full, denoised, nm, info, strength, protect)
+    out, report = _protect_and_finish(work, denoised, nm, info, strength, protect)
     return DenoiseResult(out, report, metadata, Path(save_model) if save_model else None, den.providers,
-                         ([shuffled] if shuffled else []) + list(result.notes) + list(report.warnings))
+                         ([correlated] if correlated else []) + list(result.notes) + list(report.warnings))
 
 
 def check_model_fits(metadata: dict, channels: int, cfa_pattern: str | None, source: str = "The model") -> None:
@@ -585,9 +557,7 @@ def apply_model(
     if md.get("cfa") and pattern is None and np.asarray(data).ndim == 2:
         raise ModelError(f"The model was trained on raw Bayer {md['cfa']} data; this image has no Bayer pattern "
                          "(is it debayered?). Give the pattern or choose a model trained on such images.")
-    full, info = to_working(data, pattern)
-    shuffled = int((md.get("training") or {}).get("pixel_shuffle") or 1) == 2  # trained on 2×2 sub-images
-    work = pixel_unshuffle(full) if shuffled else full
+    work, info = to_working(data, pattern)
     check_model_fits(md, work.shape[0], pattern)
     transform = md.get("normalisation", {}).get("transform", "auto")
     nm, norm = _noise_and_normaliser(work, info, meta, transform)
@@ -603,10 +573,8 @@ def apply_model(
     stage("inference")
     denoised = norm.inverse(zh, unbiased=md.get("inverse") == "unbiased")
     del zh
-    if shuffled:
-        denoised, nm = pixel_shuffle(denoised, full), _merge_shuffled(nm, full.shape[0])
     stage("protect")
-    out, report = _protect_and_finish(full, denoised, nm, info, strength, protect, stage)
+    out, report = _protect_and_finish(work, denoised, nm, info, strength, protect, stage)
     return DenoiseResult(out, report, md, Path(model) if isinstance(model, (str, Path)) else None, providers_used,
                          warnings + list(report.warnings))
 
