@@ -547,10 +547,14 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
     from .methods import default_single_image_method
     from .stacks import stack_state
 
-    measured, why = default_single_image_method(stack_state(meta)[0], cfa)
-    why = f" ({why})" if opts.zero_shot == measured else ""
-    host.log(f"No saved model fits this data; training {_label(opts.zero_shot)} on it instead{why}.")
-    return Denoiser(opts.zero_shot, None, opts.zero_shot)
+    # The default (Options' zero_shot, the measured method for a sub) follows the kind of data; a method
+    # the caller set is kept.
+    name, why = opts.zero_shot, ""
+    if name == default_single_image_method(False, None)[0]:
+        name, why = default_single_image_method(stack_state(meta)[0], cfa)
+        why = f" ({why})"
+    host.log(f"No saved model fits this data; training {_label(name)} on it instead{why}.")
+    return Denoiser(name, None, name)
 
 
 def _denoise(host: Feedback, opts: Options, data: Any, meta: Any, cfa: str | None, denoiser: Denoiser,

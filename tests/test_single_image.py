@@ -129,7 +129,7 @@ def test_a_stack_with_correlated_noise_is_denoised_with_a_clear_note():
     rng = np.random.default_rng(2)
     img = (0.05 + 0.002 * _registered_noise((96, 96), rng)).astype(np.float32)
     r = denoise_image(img, method="zsn2n", use_gpu=False, max_steps=5, seed=0, threads=1)
-    assert any("correlated between neighbouring pixels" in w and "before stacking" in w for w in r.warnings)
+    assert any("correlated between neighbouring pixels" in w and "use Noise2Void" in w for w in r.warnings)
     assert r.model_metadata["training"]["noise_correlation"] > 0.15
     white = (0.05 + 0.002 * rng.normal(size=(96, 96))).astype(np.float32)
     r = denoise_image(white, method="zsn2n", use_gpu=False, max_steps=5, seed=0, threads=1)
@@ -147,7 +147,7 @@ def test_the_default_single_image_method_is_the_measured_one_and_the_log_says_wh
         for cfa in (None, "RGGB"):
             name, why = default_single_image_method(is_stack, cfa)
             assert name in single_image_methods() and why
-    assert "stack" in default_single_image_method(True, None)[1]
+    assert default_single_image_method(True, None)[0] == "n2v" and "stack" in default_single_image_method(True, None)[1]
     assert "RGGB" in default_single_image_method(False, "RGGB")[1]
     assert usecases.Options().zero_shot == default_single_image_method(False, None)[0]
     sys.path.insert(0, str(Path(__file__).parent))
@@ -155,4 +155,7 @@ def test_the_default_single_image_method_is_the_measured_one_and_the_log_says_wh
 
     host = MemoryHost(tmp_path)
     d = usecases.pick_denoiser(host, usecases.Options(), 3, {"stackcnt": 20}, None)
-    assert d.model is None and "before stacking" in host.text()
+    assert (d.method, d.model) == ("n2v", None) and "Noise2Void" in host.text()
+    d = usecases.pick_denoiser(host, usecases.Options(zero_shot="nb2nb"), 3, {"stackcnt": 20}, None)
+    assert d.method == "nb2nb"  # a method the caller chose is kept
+    assert usecases.pick_denoiser(host, usecases.Options(), 2, {"stackcnt": 1}, "RGGB").method == "zsn2n"
