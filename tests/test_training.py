@@ -39,7 +39,8 @@ def test_networks_keep_shape_and_start_near_identity(name, channels):
     x = torch.randn(2, channels, 8 * m if m > 1 else 20, 8 * m if m > 1 else 24)
     y = net(x)
     assert y.shape == x.shape
-    assert torch.allclose(y, x)  # residual nets with a zero last layer start as the identity
+    if type(net).__module__ == build_network.__module__:  # blind-spot nets start as a local mean (test_n2v.py)
+        assert torch.allclose(y, x)  # residual nets with a zero last layer start as the identity
 
 
 def test_nb2nb_numpy_and_torch_subsamplers_agree():
