@@ -56,8 +56,8 @@ def _announce(con: Console, opts: Options, method: str, what: str) -> Callable[[
     spec = method_spec(method)
     net = opts.net or spec.network
     work = work_text(opts.steps or spec.recipe.steps, opts.seed, opts.time_limit)
-    device = "GPU if available" if opts.use_gpu else "CPU"
-    return lambda: con.info(f"Training {method} ({net}) on {what} ({work}, {device}); Ctrl-C cancels.")
+    return lambda: con.info(f"Training {method} ({net}) on {what} ({work}, on "
+                            f"{usecases.training_device(opts.use_gpu)}); Ctrl-C cancels.")
 
 
 def cmd_denoise(args: argparse.Namespace, con: Console) -> int:

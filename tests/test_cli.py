@@ -91,6 +91,7 @@ def test_denoise_writes_output_with_header_and_history(trained):
     assert f"siril-denoise {__version__}: zsn2n strength 1.00" in history
     assert "Quality report" in trained["stdout"] and "Background noise" in trained["stdout"]
     assert f"Wrote {trained['out']}" in trained["stdout"]
+    assert "Training zsn2n (zsn2n) on light_000.fits (60 steps, seed 0, on cpu)" in trained["stdout"]
     assert trained["model"].is_file()
     assert ModelLibrary(trained["library"]).names() == ["zs_test"]
 
