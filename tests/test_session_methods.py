@@ -10,8 +10,12 @@ little more, 6.0× against 5.8× with the U-Net at 150 s in the benchmark, and
 pays for it in the stars: 2 dB lower PSNR.)
 (The benchmark measures the default U-Net with real budgets; the tiny
 network keeps this test within CI's time. Steps per method are set so each
-gets about the CPU time of n2n or more: a ZS-N2N step costs ~2.5 n2n steps
-on a 128² image, an NB2NB step ~0.6.)
+single-image method trains for at least the CPU time of n2n: with this
+network on one thread a step took 0.06 s for n2n (64² crops), 0.12 s for
+ZS-N2N and 0.14 s for NB2NB (96² crops), so 300 n2n steps train for ~18 s,
+225 ZS-N2N steps for ~27 s and 375 NB2NB steps for ~52 s. At these steps
+n2n led by 1.8 dB (ZS-N2N) and 3.8 dB (NB2NB); at the 800/400/1000 steps
+used before, which cost 2.2x the CPU time, by 1.9 and 3.5 dB.)
 """
 
 import numpy as np
@@ -22,7 +26,7 @@ from siril_denoise.bench.scenes import make_bench_scene
 from siril_denoise.layout import to_working
 from siril_denoise.pipeline import apply_model, denoise_image, train_on_frames
 
-STEPS = {"n2n": 800, "zsn2n": 400, "nb2nb": 1000}
+STEPS = {"n2n": 300, "zsn2n": 225, "nb2nb": 375}
 SIZE = 128
 NET = "zsn2n"
 
