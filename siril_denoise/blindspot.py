@@ -239,13 +239,14 @@ class Self2SelfNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hh, ww = x.shape[2], x.shape[3]
+        # All members' masks tiled at once (fewer graph nodes than per member).
+        keeps = _tile(self.keep_masks, hh, ww)
+        n = len(self._drop_names)
+        drops = [_tile(getattr(self, name), hh // 2 ** (n - 1 - j), ww // 2 ** (n - 1 - j))
+                 for j, name in enumerate(self._drop_names)]
         total = torch.zeros_like(x)
         for k in range(self.ensemble):
-            keep = _tile(self.keep_masks[k : k + 1], hh, ww)
-            drops = []
-            for j, name in enumerate(self._drop_names):
-                scale = 2 ** (len(self._drop_names) - 1 - j)
-                drops.append(_tile(getattr(self, name)[k : k + 1], hh // scale, ww // scale))
-            total = total + (1.0 - keep) * self.member(x, keep, drops)
+            keep = keeps[k : k + 1]
+            total = total + (1.0 - keep) * self.member(x, keep, [d[k : k + 1] for d in drops])
         return total / float(self.dropped)
 
