@@ -101,6 +101,21 @@ def test_training_is_repeatable_with_a_seed():
     assert torch.equal(states[0], states[1])
 
 
+def test_grad_clip_zero_means_no_clipping():
+    """grad_clip=0 is documented as "no clipping": the weights must still move (clipping at 0 would freeze them)."""
+    x, norm = _image()
+    moved = {}
+    for clip in (0.0, 1e9):
+        torch.manual_seed(3)
+        net = build_network("zsn2n", 1)
+        before = torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
+        train(net, ZeroShotN2N([x], norm), TrainConfig(max_steps=6, crop=32, batch=2, eval_interval=3, warmup_steps=1,
+                                                      grad_clip=clip, time_budget=None, seed=5))
+        moved[clip] = torch.cat([p.detach().flatten() for p in net.parameters()]) - before
+    assert float(moved[0.0].abs().max()) > 0
+    assert torch.allclose(moved[0.0], moved[1e9])
+
+
 class _Exploding(ZeroShotN2N):
     """A method whose loss becomes NaN after some steps (a diverging run)."""
 
