@@ -185,6 +185,23 @@ def moffat_alpha(fwhm: float, beta: float) -> float:
     return fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
+def _subpixel_box(x: float, y: float, r: float, shape: tuple[int, int], sub: np.ndarray):
+    """The pixels within ``r`` of ``(x, y)`` (clipped to ``shape``) and their sub-pixel sample offsets.
+
+    Returns ``((y0, y1, x0, x1), px, py)`` with ``px``, ``py`` of shape ``(rows, cols, n, n)``: the
+    x and y distances (px) from ``(x, y)`` of each pixel's ``n × n`` samples at offsets ``sub``;
+    None when the box lies outside the image.
+    """
+    h, w = shape
+    x0, x1 = max(int(np.floor(x - r)), 0), min(int(np.ceil(x + r)) + 1, w)
+    y0, y1 = max(int(np.floor(y - r)), 0), min(int(np.ceil(y + r)) + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    px = np.arange(x0, x1)[None, :, None, None] + sub[None, None, None, :] - x
+    py = np.arange(y0, y1)[:, None, None, None] + sub[None, None, :, None] - y
+    return (y0, y1, x0, x1), px, py
+
+
 def _sersic_b(n: np.ndarray) -> np.ndarray:
     return 2.0 * n - 1.0 / 3.0 + 0.009876 / n
 
@@ -278,12 +295,10 @@ class SkyModel:
             # box out to where the profile drops below 0.01 e-
             r = alpha * np.sqrt(max((peak / 0.01) ** (1.0 / self.beta) - 1.0, 9.0))
             r = min(r, 30.0 * alpha, float(max(h, w)))
-            x0, x1 = max(int(np.floor(x - r)), 0), min(int(np.ceil(x + r)) + 1, w)
-            y0, y1 = max(int(np.floor(y - r)), 0), min(int(np.ceil(y + r)) + 1, h)
-            if x0 >= x1 or y0 >= y1:
+            box = _subpixel_box(x, y, r, (h, w), sub)
+            if box is None:
                 continue
-            px = np.arange(x0, x1)[None, :, None, None] + sub[None, None, None, :] - x
-            py = np.arange(y0, y1)[:, None, None, None] + sub[None, None, :, None] - y
+            (y0, y1, x0, x1), px, py = box
             prof = (1.0 + (px**2 + py**2) / alpha**2) ** (-self.beta)
             prof = prof.mean(axis=(2, 3)) * (self.beta - 1.0) / (np.pi * alpha**2)
             out[:, y0:y1, x0:x1] += flux[i][:, None, None] * prof[None]
@@ -297,13 +312,10 @@ class SkyModel:
         for i in range(len(g["x"])):
             x, y = g["x"][i] - dx, g["y"][i] - dy
             re, n, q, th = g["r_e"][i], g["n"][i], g["q"][i], g["theta"][i]
-            r = 8.0 * re
-            x0, x1 = max(int(np.floor(x - r)), 0), min(int(np.ceil(x + r)) + 1, w)
-            y0, y1 = max(int(np.floor(y - r)), 0), min(int(np.ceil(y + r)) + 1, h)
-            if x0 >= x1 or y0 >= y1:
+            box = _subpixel_box(x, y, 8.0 * re, (h, w), sub)
+            if box is None:
                 continue
-            px = np.arange(x0, x1)[None, :, None, None] + sub[None, None, None, :] - x
-            py = np.arange(y0, y1)[:, None, None, None] + sub[None, None, :, None] - y
+            (y0, y1, x0, x1), px, py = box
             u = px * np.cos(th) + py * np.sin(th)
             v = (-px * np.sin(th) + py * np.cos(th)) / q
             rr = np.sqrt(u**2 + v**2) / re
