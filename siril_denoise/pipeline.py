@@ -31,6 +31,7 @@ from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
 from .methods import METHODS, MethodSpec, TrainingData, method_spec, single_image_methods
 from .noise import NoiseModel, Normaliser, estimate_noise_model
+from .options import Options
 from .protect import restore_background_level, restore_sources, restore_structure
 from .measure import background_mask, measured_region
 from .report import QualityReport, quality_report
@@ -311,7 +312,7 @@ def _infer(model, z: np.ndarray, *, tile: int, overlap: int | None, use_gpu: boo
            should_cancel) -> tuple[np.ndarray, OnnxDenoiser]:
     den = model if isinstance(model, OnnxDenoiser) else OnnxDenoiser(model, use_gpu=use_gpu, providers=providers)
     if overlap is None:
-        overlap = max(32, tile // 4)
+        overlap = Options(tile=tile).tile_overlap()
     # One tile per call on the CPU: onnxruntime's work space grows with the
     # batch (U-Net, 256² tiles: +160 MB at 1, +500 MB at 4) for no measurable
     # speed; GPUs gain from batches.
@@ -361,21 +362,21 @@ def noise_correlation(work: np.ndarray, size: int = 512) -> float:
 def denoise_image(
     data: np.ndarray,
     *,
-    method: str = "zsn2n",
+    method: str = Options.zero_shot,
     net: str | None = None,
     cfa_pattern: str | None = None,
-    strength: float = 1.0,
+    strength: float = Options.strength,
     time_budget: float | None = None,
-    use_gpu: bool = True,
+    use_gpu: bool = Options.use_gpu,
     providers: list | None = None,
-    tile: int = 256,
-    overlap: int | None = None,
-    protect: bool = True,
+    tile: int = Options.tile,
+    overlap: int | None = Options.overlap,
+    protect: bool = Options.protect,
     meta=None,
     save_model: str | Path | None = None,
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
-    seed: int = 0,
+    seed: int = Options.seed,
     max_steps: int | None = None,
     threads: int | None = None,
     recipe: dict | None = None,
@@ -528,12 +529,12 @@ def apply_model(
     model: str | Path | bytes,
     *,
     cfa_pattern: str | None = None,
-    strength: float = 1.0,
-    use_gpu: bool = True,
+    strength: float = Options.strength,
+    use_gpu: bool = Options.use_gpu,
     providers: list | None = None,
-    tile: int = 256,
-    overlap: int | None = None,
-    protect: bool = True,
+    tile: int = Options.tile,
+    overlap: int | None = Options.overlap,
+    protect: bool = Options.protect,
     meta=None,
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
@@ -587,14 +588,14 @@ def train_on_frames(
     *,
     homographies: Sequence[np.ndarray] | None = None,
     cfa_pattern: str | None = None,
-    method: str = "n2n",
+    method: str = Options.train_method,
     net: str | None = None,
     time_budget: float | None = None,
-    use_gpu: bool = True,
+    use_gpu: bool = Options.use_gpu,
     meta=None,
     progress: Progress | None = None,
     should_cancel: Cancel | None = None,
-    seed: int = 0,
+    seed: int = Options.seed,
     max_steps: int | None = None,
     out_dir: str | Path | None = None,
     validation_frame: int | None = None,
