@@ -29,7 +29,7 @@ from . import __version__
 from .errors import InputError, ModelError
 from .inference import OnnxDenoiser, run_tiled
 from .layout import LayoutInfo, from_working, normalise_pattern, to_working
-from .methods import METHODS, MethodSpec, TrainingData, method_spec, single_image_methods
+from .methods import MethodSpec, TrainingData, method_spec, single_image_methods
 from .noise import NoiseModel, Normaliser, estimate_noise_model
 from .options import Options
 from .protect import restore_background_level, restore_sources, restore_structure
@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
-
-#: Default network of each method, for callers written before the registry (:data:`siril_denoise.methods.METHODS`).
-DEFAULT_NET = {name: spec.network for name, spec in METHODS.items()}
 
 
 @dataclass
@@ -135,11 +132,6 @@ def _noise_and_normaliser(work, info: LayoutInfo, meta, transform: str = "auto")
         log.warning("No signal-dependent noise found in this image; using a linear normalisation.")
         transform = "linear"
     return nm, Normaliser.fit(frames, nm, transform)
-
-
-def default_steps(method: str) -> int:
-    """The default number of training steps of ``method``."""
-    return method_spec(method).recipe.steps
 
 
 def _registration_eta(progress: Progress | None, network, channels: int, cfg, time_budget: float | None) -> Progress | None:
@@ -403,7 +395,7 @@ def denoise_image(
         meta: optional :class:`siril_denoise.io.ImageMeta` or dict (EGAIN,
             STACKCNT... recorded in the model).
         save_model: also keep the trained ``.onnx`` model at this path.
-        max_steps: training steps (default: the method's, :func:`default_steps`).
+        max_steps: training steps (default: the method's recipe, ``method_spec(method).recipe.steps``).
         seed: seeds the network's initial weights and the crops: the same
             input, seed, steps and ``threads`` give the same output.
         threads: torch threads for training (default: half the CPUs, fixed

@@ -127,9 +127,6 @@ def default_single_image_method(is_stack: bool | None, cfa: str | None) -> tuple
     return name, why
 
 
-#: For callers written before the registry: :func:`single_image_methods`.
-SINGLE_IMAGE_METHODS = single_image_methods()
-
 __all__ = ["METHODS", "MethodSpec", "Recipe", "TrainingData", "method_spec", "single_image_methods",
            "default_single_image_method",
-           "session_methods", "SINGLE_IMAGE_METHODS"]
+           "session_methods"]
