@@ -764,7 +764,7 @@ class PairSampler:
         return inp, tgt, ok
 
     def sample(
-        self, rng: np.random.Generator, crop: int, batch: int, *, min_valid: float = 0.5
+        self, rng: np.random.Generator, crop: int, batch: int, *, min_valid: float = 0.5, targets: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Draw a batch of training crops.
 
@@ -775,6 +775,12 @@ class PairSampler:
         ``(batch, C, crop, crop)``: input in frame i's own geometry and data
         units, target as in :meth:`pair`, mask 1 where both are valid, else 0
         (the same for every channel). Nothing is clipped.
+
+        With ``targets`` = K > 1 the target is the mean of K different frames
+        warped onto frame i (j and K − 1 more partners of i, fewer when i has
+        fewer), each pixel over the frames valid there. Its expectation is
+        the same clean signal, its noise variance about K times lower, so
+        each step's gradient is less noisy; none of the K is frame i.
         """
         if crop > min(self.height, self.width):
             raise InputError(
@@ -800,8 +806,23 @@ class PairSampler:
                     f"Could not find {crop}×{crop} crops that are valid in two frames; "
                     "the frames overlap too little. Use a smaller crop."
                 )
+            if targets > 1:
+                t, ok = self._mean_target(rng, i, j, y0, x0, crop, targets, a, t, ok)
             inp[n], tgt[n], mask[n] = a, t, ok[None]
         return inp, tgt, mask
+
+    def _mean_target(self, rng, i, j, y0, x0, size, k, inp, tgt, ok):
+        """Mean of ``tgt`` (pair (i, j)) and up to k − 1 other partners of i, per pixel over the valid ones."""
+        others = [b for a, b in self.pairs if a == i and b != j]
+        extra = rng.choice(len(others), size=min(k - 1, len(others)), replace=False) if others else []
+        total = np.where(ok, tgt, 0.0)
+        count = ok.astype(np.float32)
+        for e in extra:
+            _, t, v = self.pair(i, others[int(e)], y0, x0, size)
+            total += np.where(v, t, 0.0)
+            count += v
+        ok = count > 0
+        return np.where(ok, total / np.maximum(count, 1), inp).astype(np.float32), ok
 
     def pair_stats(self) -> list[dict]:
         """Per-pair overlap and photometry, as plain dicts for logs and metadata."""

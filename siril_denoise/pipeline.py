@@ -436,7 +436,7 @@ def denoise_image(
     log.info("Noise model: %s normalisation, background noise %s", norm.transform, np.round(nm.sigma, 4).tolist())
     net_name = net or spec.network
     network = _build(net_name, spec, work.shape[0], seed, recipe)
-    m = spec.build(TrainingData([work], norm))
+    m = spec.build(TrainingData([work], norm, options={**spec.method_options, **(recipe or {}).get("method_options", {})}))
     cfg = spec.recipe.train_config(recipe, max_steps=max_steps, time_budget=time_budget, seed=seed,
                                    device="auto" if use_gpu else "cpu", threads=threads)
     cfg.crop = _fit_crop(cfg.crop, work.shape[1:], getattr(network, "multiple", 1), spec.crop_fraction)
@@ -662,7 +662,7 @@ def train_on_frames(
             homographies = register(works, progress=_registration_eta(progress, network, works[0].shape[0], cfg, time_budget),
                                     should_cancel=should_cancel)
     m = spec.build(TrainingData(works, norm, homographies if not spec.single_image else None, validation_frame,
-                                should_cancel))
+                                should_cancel, {**spec.method_options, **(recipe or {}).get("method_options", {})}))
     extra = dict(getattr(m, "metadata", {}))
     cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), spec.crop_fraction)
     result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel,

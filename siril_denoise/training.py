@@ -77,6 +77,7 @@ class TrainConfig:
     threads: int | None = None
     min_gain: float = 0.05
     bf16: bool = False  # CPU: forward/backward under bfloat16 autocast (validation stays float32)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: none); see _Ema
 
 
 @dataclass
@@ -182,6 +183,33 @@ def step_flops(net: torch.nn.Module, method, channels: int, crop: int, batch: in
     return batch * crop * crop * per_px * sum(f * (3.0 if grad else 1.0) for f, grad in passes)
 
 
+class _Ema:
+    """Exponential moving average of a network's weights (Polyak averaging).
+
+    With noisy self-supervised targets each step's gradient is noisy, and
+    the average of the recent weights denoises better than the last ones.
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))`` so the
+    random initial weights are forgotten within the first tens of steps.
+    Validation, the best checkpoint and the saved model use the average.
+    Written by hand (a few lines): torch's ``AveragedModel`` has no ramp.
+    """
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay = float(decay)
+        self.model = copy.deepcopy(net).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        for avg, p in zip(self.model.state_dict().values(), net.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(p, 1.0 - d)
+            else:
+                avg.copy_(p)
+
+
 def _duration(seconds: float) -> str:
     """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
     s = int(round(max(seconds, 0.0)))
@@ -270,8 +298,10 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
         return float(np.mean(losses))
 
     val_input = estimate_val(torch.nn.Identity())
-    best_val = estimate_val(net)
-    best_state = copy.deepcopy(net.state_dict())
+    ema = _Ema(net, cfg.ema) if cfg.ema > 0 else None
+    evaluated = net if ema is None else ema.model  # what validation scores and the run returns
+    best_val = estimate_val(evaluated)
+    best_state = copy.deepcopy(evaluated.state_dict())
     best_step, bad_evals, lr_scale, lr_drops = 0, 0, 1.0, 0
     history = [{"step": 0, "seconds": 0.0, "lr": 0.0, "train_loss": float("nan"), "val_loss": best_val}]
     if not math.isfinite(best_val):
@@ -312,6 +342,8 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         scaler.step(opt)
         scaler.update()
+        if ema is not None:
+            ema.update(net, step)
         lv = float(loss.detach())
         t_done = time.perf_counter()
         prof["data"] += t_data - t_step
@@ -324,6 +356,8 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
             lr_drops += 1
             lr_scale *= 0.5
             net.load_state_dict(best_state)
+            if ema is not None:
+                ema.model.load_state_dict(best_state)
             opt = torch.optim.AdamW(net.parameters(), lr=lr * 0.5, weight_decay=cfg.weight_decay)
             log.warning("Training diverged at step %d (loss %.4g): restored the best weights, learning rate halved.", step, lv)
             if lr_drops > cfg.max_lr_drops:
@@ -335,7 +369,7 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
         last = step == cfg.max_steps or out_of_time
         if step % cfg.eval_interval == 0 or last:
             t_val = time.perf_counter()
-            val = estimate_val(net)
+            val = estimate_val(evaluated)
             prof["validation"] += time.perf_counter() - t_val
             seconds = time.perf_counter() - t0
             history.append(
@@ -344,7 +378,7 @@ def _train(net, method, cfg: TrainConfig, threads: int, progress, should_cancel,
             running, n_running = 0.0, 0
             if val < best_val:
                 best_val, best_step, bad_evals = val, step, 0
-                best_state = copy.deepcopy(net.state_dict())
+                best_state = copy.deepcopy(evaluated.state_dict())
             else:
                 bad_evals += 1
             busy = prof["data"] + prof["step"]

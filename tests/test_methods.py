@@ -86,7 +86,7 @@ BEFORE = {
                 cfg=dict(max_steps=800, batch=8, crop=48, lr=1e-3, eval_interval=100, patience=15, val_batches=8)),
 }
 CONFIG_REST = dict(min_lr_ratio=0.05, warmup_steps=50, weight_decay=1e-4, grad_clip=1.0, time_budget=None, seed=0,
-                   device="cpu", amp=True, max_lr_drops=3, threads=1, min_gain=0.05, bf16=False)
+                   device="cpu", amp=True, max_lr_drops=3, threads=1, min_gain=0.05, bf16=False, ema=0.0)
 
 
 class _Stop(Exception):

@@ -245,3 +245,18 @@ def test_real_seestar_frames_register_and_pair_up():
     # Without registration the same stars do not line up.
     unregistered = pairs.PairSampler(frames, [np.eye(3)] * 11, indices=[1, 5])
     assert star_peak_corr(unregistered, 1) < 0.5
+
+
+def test_mean_of_several_targets_keeps_the_signal_and_lowers_the_noise():
+    """``targets=K`` averages K partner frames into one target: same expectation (the clean crop),
+    noise variance about K times lower, never frame i itself."""
+    shape, sigma = (96, 96), 5.0
+    clean = star_field(shape, n_stars=0, sky=100.0)  # flat sky: the flux ratios' own noise stays out
+    frames = [noisy(clean, sigma, seed=s) for s in range(6)]
+    s = pairs.PairSampler(frames, [np.eye(3)] * 6)
+    for k, (lo, hi) in ((1, (0.9, 1.1)), (4, (0.2, 0.3))):
+        inp, tgt, mask = s.sample(np.random.default_rng(0), 32, 16, targets=k)
+        assert mask.min() == 1.0  # identity homographies: every pixel valid
+        var_t = np.var(tgt - inp) - sigma**2  # Var(t − x) = Var(t) + σ² (independent noise)
+        assert lo < var_t / sigma**2 < hi, (k, var_t / sigma**2)
+        assert abs(float(np.mean(tgt - inp))) < 0.2  # same level: no bias

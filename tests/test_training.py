@@ -155,3 +155,21 @@ def test_learning_rate_schedule_warms_up_then_decays_to_the_floor():
     assert get_lr(0.0, cfg, 0) == pytest.approx(1e-4)
     assert get_lr(0.1, cfg, 10) == pytest.approx(1e-3, rel=0.05)
     assert get_lr(1.0, cfg, 500) == pytest.approx(1e-4)
+
+
+def test_ema_returns_the_average_of_the_weights_not_the_last_ones():
+    """With ``ema`` the run returns (and scores) the moving average: it differs from the plain run's last
+    weights, lies between the start and the end, and the plain run (ema=0) is unchanged by the option."""
+    x, norm = _image()
+    final = {}
+    for ema in (0.0, 0.9):
+        torch.manual_seed(3)
+        net = build_network("zsn2n", 1)
+        start = torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
+        r = train(net, ZeroShotN2N([x], norm), TrainConfig(max_steps=30, crop=32, batch=2, eval_interval=30,
+                                                           warmup_steps=1, patience=100, ema=ema, seed=5))
+        assert r.best_step == 30  # the last evaluation wins on this easy image: compare the final weights
+        final[ema] = torch.cat([p.detach().flatten() for p in net.parameters()])
+    assert not torch.allclose(final[0.0], final[0.9])
+    # the average lags behind: closer to the start than the last weights are
+    assert float((final[0.9] - start).norm()) < float((final[0.0] - start).norm())

@@ -31,6 +31,7 @@ from .scenes import make_bench_scene
 from .table import _num, _pct, markdown_table
 
 NET_KEYS = ("levels", "features", "unshuffle")
+METHOD_KEYS = ("targets",)
 COLUMNS = [("PSNR str dB", "psnr_stretched", _num(".2f")), ("sky err ↓", "sky_error_reduction", _num(".1f")),
            ("bias σ", "bias_sigma", _num("+.3f")), ("flux med %", "flux_err_median", _pct("+.2f")),
            ("faint flux %", "faint_flux_err_median", _pct("+.2f")), ("new zero/clip", "new_bad", _num("d")),
@@ -42,6 +43,7 @@ def parse_spec(spec: str) -> dict:
     """``"levels=2,features=32,steps=800"`` → a recipe dict for the pipeline (``net_options`` nested)."""
     recipe: dict = {}
     net: dict = {}
+    method: dict = {}
     for item in filter(None, (t.strip() for t in spec.split(","))):
         key, _, value = item.partition("=")
         v: object = value
@@ -55,9 +57,11 @@ def parse_spec(spec: str) -> dict:
         key = "max_steps" if key == "steps" else key
         if key in ("bf16", "unshuffle"):
             v = bool(v)
-        (net if key in NET_KEYS else recipe)[key] = v
+        (net if key in NET_KEYS else method if key in METHOD_KEYS else recipe)[key] = v
     if net:
         recipe["net_options"] = net
+    if method:
+        recipe["method_options"] = method
     return recipe
 
 

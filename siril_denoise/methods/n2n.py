@@ -38,13 +38,16 @@ class Noise2Noise:
             (:class:`siril_denoise.pairs.PairSampler`); the validation sampler
             draws pairs that involve a frame never used for training.
         normaliser: maps data units to the network domain.
+        targets: frames averaged into each training target (1: plain pairs);
+            validation always scores against single frames.
     """
 
     #: forward passes per sample: (fraction of the crop's pixels, with gradient); for FLOP counts
     passes = ((1.0, True),)
 
-    def __init__(self, train_sampler, val_sampler, normaliser: Normaliser) -> None:
+    def __init__(self, train_sampler, val_sampler, normaliser: Normaliser, *, targets: int = 1) -> None:
         self.train_sampler = train_sampler
+        self.targets = int(targets)
         self.val_sampler = val_sampler
         self.domain = LinearDomain(normaliser)
         self.metadata: dict = {}  # stored with the model's training metadata
@@ -53,7 +56,7 @@ class Noise2Noise:
         return self.domain.forward_np(inp), tgt.astype(np.float32), mask.astype(np.float32)
 
     def sample(self, rng: np.random.Generator, crop: int, batch: int) -> tuple[np.ndarray, ...]:
-        return self._prepare(*self.train_sampler.sample(rng, crop, batch))
+        return self._prepare(*self.train_sampler.sample(rng, crop, batch, targets=self.targets))
 
     def validation(self, rng: np.random.Generator, crop: int, batch: int, n: int) -> list[tuple[np.ndarray, ...]]:
         return [self._prepare(*self.val_sampler.sample(rng, crop, batch)) for _ in range(n)]
@@ -82,7 +85,7 @@ def build(data: TrainingData) -> Noise2Noise:
         val, train_idx, val_idx = None, [0, 1], [0, 1]
     tr = PairSampler(frames, data.homographies, indices=train_idx, should_cancel=data.should_cancel)
     va = PairSampler(frames, data.homographies, indices=val_idx, should_cancel=data.should_cancel)
-    method = Noise2Noise(tr, va, data.normaliser)
+    method = Noise2Noise(tr, va, data.normaliser, targets=int(data.options.get("targets", 1)))
     method.metadata = {"validation_frame": val, "pairs": tr.pair_stats()}
     return method
 

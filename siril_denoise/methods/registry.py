@@ -13,7 +13,7 @@ registry in processes that never train.
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -54,7 +54,8 @@ class Recipe:
         Args:
             overrides: :class:`TrainConfig` fields that replace the recipe's
                 (experiments such as the benchmark's sweep); a
-                ``net_options`` key is ignored here (it is the network's).
+                ``net_options`` or ``method_options`` key is ignored here
+                (they are the network's and the method's).
             max_steps: the run's steps instead of the recipe's; validation
                 then happens at least 5 times and warm-up takes at most a
                 tenth of the run.
@@ -65,7 +66,7 @@ class Recipe:
 
         knobs = asdict(self)
         knobs["max_steps"] = knobs.pop("steps")
-        knobs.update({k: v for k, v in (overrides or {}).items() if k != "net_options"})
+        knobs.update({k: v for k, v in (overrides or {}).items() if k not in ("net_options", "method_options")})
         cfg = TrainConfig(**knobs)
         for key, value in run.items():
             setattr(cfg, key, value)
@@ -89,6 +90,8 @@ class TrainingData:
         validation_frame: session methods: the frame held out for validation
             (None: the last one).
         should_cancel: polled during long preparations.
+        options: the method's own options (:attr:`MethodSpec.method_options`
+            with the run's overrides), e.g. n2n's ``targets``.
     """
 
     frames: list[np.ndarray]
@@ -96,6 +99,7 @@ class TrainingData:
     homographies: list[np.ndarray] | None = None
     validation_frame: int | None = None
     should_cancel: Callable[[], bool] | None = None
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class MethodSpec:
             ``features``...); not applied to another network.
         recipe: the default training recipe.
         min_frames: the fewest frames ``build`` accepts.
+        method_options: keyword options of the method's ``build`` (read
+            from :attr:`TrainingData.options`), e.g. n2n's ``targets``.
         crop_fraction: the training crop is at most this fraction of the
             frames' smaller side (0..1; below 1 when crops must fit in the
             overlap of dithered frames).
@@ -126,6 +132,7 @@ class MethodSpec:
     recipe: Recipe
     min_frames: int = 1
     crop_fraction: float = 1.0
+    method_options: dict = field(default_factory=dict)
 
     def build(self, data: TrainingData) -> Any:
         """The method object (sampler + loss, see :mod:`siril_denoise.methods`) for ``data``.
