@@ -28,19 +28,16 @@ __all__ = ["NETWORKS", "network_names", "build_network", "forward_flops_per_pixe
 
 
 class ZSN2NNet(nn.Module):
-    """Two 3×3 convs (48 ch) + 1×1, predicting the noise; output = x − noise."""
+    """``depth`` 3×3 convs (48 ch; the paper's net has 2) + 1×1, predicting the noise; output = x − noise."""
 
     multiple = 1
 
-    def __init__(self, channels: int, features: int = 48) -> None:
+    def __init__(self, channels: int, features: int = 48, depth: int = 2) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, features, 3, padding=1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(features, features, 3, padding=1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(features, channels, 1),
-        )
+        layers: list[nn.Module] = []
+        for k in range(depth):
+            layers += [nn.Conv2d(channels if k == 0 else features, features, 3, padding=1), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers, nn.Conv2d(features, channels, 1))
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 

@@ -629,6 +629,10 @@ class PairSampler:
     indices
         Frames this sampler may use (default: all). Leave a validation frame
         out here; it still takes part in registration.
+    inputs
+        Frames of ``indices`` that may be inputs (default: all of them); the
+        others are only targets. Validation uses the held-out frame as the
+        only input, against targets from the training frames.
     ref
         Reference frame for :func:`register` when ``homographies`` is None.
     min_overlap
@@ -647,6 +651,7 @@ class PairSampler:
         *,
         masks: Sequence[np.ndarray | None] | None = None,
         indices: Sequence[int] | None = None,
+        inputs: Sequence[int] | None = None,
         ref: int | None = None,
         min_overlap: float = 0.2,
         progress: ProgressFn | None = None,
@@ -697,7 +702,8 @@ class PairSampler:
         self._m: dict[tuple[int, int], np.ndarray] = {}
         self._ab: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.stats: list[PairStats] = []
-        for i in self.indices:
+        self.inputs = self.indices if inputs is None else sorted({int(k) for k in inputs} & set(self.indices))
+        for i in self.inputs:
             for j in self.indices:
                 if i == j:
                     continue

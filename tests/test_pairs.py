@@ -260,3 +260,20 @@ def test_mean_of_several_targets_keeps_the_signal_and_lowers_the_noise():
         var_t = np.var(tgt - inp) - sigma**2  # Var(t − x) = Var(t) + σ² (independent noise)
         assert lo < var_t / sigma**2 < hi, (k, var_t / sigma**2)
         assert abs(float(np.mean(tgt - inp))) < 0.2  # same level: no bias
+
+
+def test_n2n_with_mean_targets_validates_on_the_held_out_frame_alone():
+    """With targets > 1, validation inputs come only from the held-out frame (its targets from training
+    frames); training inputs never do."""
+    from siril_denoise.methods import TrainingData, n2n
+    from siril_denoise.noise import NoiseModel, Normaliser
+
+    rng = np.random.default_rng(5)
+    frames = [rng.normal(1000 * (k + 1), 10, (1, 64, 64)).astype(np.float32) for k in range(4)]
+    nm = NoiseModel(np.zeros(1), np.full(1, 100.0), np.full(1, 10.0), False)
+    norm = Normaliser.fit(frames[0], nm)
+    m = n2n.build(TrainingData(frames, norm, [np.eye(3)] * 4, options={"targets": 3}))
+    assert m.val_sampler.inputs == [3] and {j for _, j in m.val_sampler.pairs} == {0, 1, 2}
+    assert all(3 not in p for p in m.train_sampler.pairs)
+    inp, _, _ = m.val_sampler.sample(np.random.default_rng(0), 16, 8, targets=3)
+    assert set(np.round(np.median(inp, axis=(1, 2, 3)) / 1000)) == {4}

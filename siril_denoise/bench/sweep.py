@@ -6,11 +6,13 @@ Each SPEC is comma-separated ``key=value`` pairs: training knobs of
 :class:`siril_denoise.training.TrainConfig` (``steps`` for ``max_steps``,
 ``crop``, ``batch``, ``lr``, ``min_lr_ratio``, ``warmup_steps``, ``bf16``...)
 and network options (``levels``, ``features``, ``unshuffle``), e.g.
-``levels=2,features=32,crop=64,steps=800``. The special SPEC ``bm3d`` scores
-the BM3D baseline on the same frame. Every run goes through the engine's
-public entry points as the benchmark does (``train_on_frames`` then
-``apply_model`` for n2n, ``denoise_image`` for the zero-shot methods) and is
-scored against the truth with the benchmark's metrics. Quality depends only
+``levels=2,features=32,crop=64,steps=800``. The special SPECs ``bm3d``,
+``siril`` and ``siril-vst`` score the BM3D baseline and Siril's own
+``denoise`` / ``denoise -vst`` (needs ``siril-cli``) on the same frame.
+Every run goes through the engine's public entry points as the benchmark
+does (``train_on_frames`` then ``apply_model`` for n2n, ``denoise_image``
+for the zero-shot methods) and is scored against the truth with the
+benchmark's metrics. Quality depends only
 on the steps (seeded, fixed threads); the seconds depend on the machine and
 its load, so the table prints both and steps/s.
 """
@@ -30,8 +32,10 @@ from .runner import measured
 from .scenes import make_bench_scene
 from .table import _num, _pct, markdown_table
 
-NET_KEYS = ("levels", "features", "unshuffle")
+NET_KEYS = ("levels", "features", "unshuffle", "depth")
 METHOD_KEYS = ("targets",)
+#: SPECs that score a baseline instead of training: SPEC -> bench method name.
+BASELINE_SPECS = {"bm3d": "bm3d", "siril": "siril-nlbayes", "siril-vst": "siril-nlbayes-vst"}
 COLUMNS = [("PSNR str dB", "psnr_stretched", _num(".2f")), ("sky err ↓", "sky_error_reduction", _num(".1f")),
            ("bias σ", "bias_sigma", _num("+.3f")), ("flux med %", "flux_err_median", _pct("+.2f")),
            ("faint flux %", "faint_flux_err_median", _pct("+.2f")), ("new zero/clip", "new_bad", _num("d")),
@@ -70,7 +74,7 @@ def run(method: str, scenario: str, specs: list[str], *, size: int, frames: int,
     """Score every SPEC on one scene; one dict per row (also echoed as JSON lines)."""
     from siril_denoise import pipeline
 
-    from .baselines import bm3d_gat
+    from .baselines import BASELINES
 
     scene = make_bench_scene(scenario, size=size, n_frames=frames, seed=seed)
     cfa = scene.cfa_pattern
@@ -78,8 +82,8 @@ def run(method: str, scenario: str, specs: list[str], *, size: int, frames: int,
     stars = StarSet(truth, noisy, scene.star_x, scene.star_y, scene.fwhm, scene.saturation, packed=cfa is not None)
     rows = []
     for spec in specs:
-        if spec == "bm3d":
-            out, seconds, _ = measured(lambda: bm3d_gat(noisy, cfa is not None))
+        if spec in BASELINE_SPECS:
+            out, seconds, _ = measured(lambda: BASELINES[BASELINE_SPECS[spec]](noisy, cfa is not None))
             info: dict = {}
         else:
             recipe = parse_spec(spec)
