@@ -1,7 +1,8 @@
 """The benchmark: ``siril-denoise bench`` / ``python -m siril_denoise.bench``.
 
 Scores every method (learned: zsn2n, nb2nb, n2n; classical: bm3d, nlm,
-wavelet, gaussian; and the mean of the session's frames) on synthetic scenes
+wavelet, gaussian, and Siril's own ``denoise`` and ``denoise -vst`` where
+``siril-cli`` is installed; and the mean of the session's frames) on synthetic scenes
 with known truth and, when the data are present, on real Seestar frames
 against their stack; optionally measures inference speed and memory.
 Prints one Markdown table per scenario and writes the numbers as JSON.
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .runner import LABELS, METHODS, run_scene
+from .runner import LABELS, METHODS, default_methods, run_scene
 from .scenes import SCENARIOS, make_bench_scene
 from .table import machine_description, machine_text, scene_table
 
@@ -46,8 +47,9 @@ def build_parser(prog: str = "siril-denoise bench") -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=",".join(ALL_SCENARIOS),
                    help=f"comma-separated scenarios (default: all; 'none' with --speed for speed only): "
                         f"{', '.join(ALL_SCENARIOS)}")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated methods (default: all): {', '.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(default_methods()),
+                   help=f"comma-separated methods (default: all; Siril's rows where siril-cli is installed): "
+                        f"{', '.join(METHODS)}")
     p.add_argument("--size", type=int, default=None, help="side of the synthetic frames in pixels "
                    f"(default {FULL['size']}, quick {QUICK['size']})")
     p.add_argument("--frames", type=int, default=None, help="frames per synthetic session "

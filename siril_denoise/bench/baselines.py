@@ -2,7 +2,8 @@
 
 Each baseline maps a working image, float32 ``(C, H, W)`` in data units
 (packed same-colour planes for raw Bayer data), to a denoised image of the
-same shape, one channel at a time. The noise level is estimated the same way
+same shape, one channel at a time (Siril's ``denoise``: the whole image in
+``siril-cli``). The noise level is estimated the same way
 for all of them: :func:`siril_denoise.noise.estimate_sigma` per channel, or
 the Poisson–Gaussian model of :func:`siril_denoise.noise.estimate_noise_model`
 where a method needs the signal-dependent part.
@@ -16,6 +17,8 @@ import numpy as np
 from scipy import ndimage
 
 from siril_denoise.noise import Normaliser, estimate_noise_model, estimate_sigma
+
+from .siril_baseline import SIRIL_BASELINES, siril_available
 
 Baseline = Callable[[np.ndarray, bool], np.ndarray]
 
@@ -75,7 +78,15 @@ def gaussian(work: np.ndarray, packed: bool = False) -> np.ndarray:
     return np.stack([ndimage.gaussian_filter(ch, 1.0, mode="reflect") for ch in work]).astype(np.float32)
 
 
-BASELINES: dict[str, Baseline] = {"bm3d": bm3d_gat, "nlm": nl_means, "wavelet": wavelet, "gaussian": gaussian}
+#: Every baseline by bench method name. The Siril ones (:mod:`siril_denoise.bench.siril_baseline`) raise
+#: :class:`NotApplicable` where ``siril-cli`` is absent and on packed raw-Bayer planes: the bench's ``n/a`` rows.
+BASELINES: dict[str, Baseline] = {"bm3d": bm3d_gat, "nlm": nl_means, "wavelet": wavelet, "gaussian": gaussian,
+                                  **SIRIL_BASELINES}
+
+
+def default_baselines() -> tuple[str, ...]:
+    """The baselines a plain bench run scores: all of them, the Siril ones only where Siril is installed."""
+    return tuple(m for m in BASELINES if m not in SIRIL_BASELINES or siril_available())
 
 
 def mean_of_frames(works: list[np.ndarray], homographies: np.ndarray) -> np.ndarray:

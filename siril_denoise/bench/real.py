@@ -35,6 +35,7 @@ from siril_denoise.report import quality_report
 from .baselines import BASELINES
 from .metrics import aperture_snr
 from .runner import LABELS, LEARNED, measured, run_learned
+from .siril_baseline import NotApplicable
 from .table import _num, markdown_table
 
 SESSION = "seestar-m94-20250410"
@@ -166,8 +167,8 @@ def run_real(root: Path, methods: list[str], *, quick: bool = False, time_budget
             data = _read(folder / "siril-denoise" / name)[crop]
             rows.append(row(key, label, to_working(data, PATTERN)[0]))
     for m in methods:
-        if m == "mean":
-            continue  # the stack itself is the mean of the frames
+        if m == "mean" or any(r["method"] == m for r in rows):
+            continue  # the stack itself is the mean of the frames; Siril's rows come from its saved results
         if progress:
             progress(f"real: {m}")
         try:
@@ -177,6 +178,9 @@ def run_real(root: Path, methods: list[str], *, quick: bool = False, time_budget
                 work = to_working(out, PATTERN)[0]
             else:
                 work, seconds, _ = measured(lambda: BASELINES[m](raw_work, True))
+        except NotApplicable as exc:
+            rows.append({"method": m, "label": LABELS.get(m, m), "note": f"n/a: {exc}"})
+            continue
         except Exception as exc:
             rows.append({"method": m, "label": LABELS.get(m, m), "note": f"failed: {exc}"})
             continue

@@ -22,9 +22,10 @@ import numpy as np
 from siril_denoise.layout import to_working
 from siril_denoise.methods import METHODS as LEARNED_SPECS
 
-from .baselines import BASELINES, mean_of_frames
+from .baselines import BASELINES, default_baselines, mean_of_frames
 from .metrics import StarSet, score
 from .scenes import BenchScene
+from .siril_baseline import SIRIL_BASELINES, NotApplicable, siril_label
 
 log = logging.getLogger("siril_denoise.bench")
 
@@ -38,8 +39,22 @@ LABELS = {
     "nlm": "NL-means (skimage)",
     "wavelet": "wavelet BayesShrink",
     "gaussian": "Gaussian σ=1 px",
+    "siril-nlbayes": "Siril 1.4.4 denoise (NL-Bayes)",
+    "siril-nlbayes-vst": "Siril 1.4.4 denoise -vst",
     "mean": "mean of N frames",
 }
+
+
+def default_methods() -> tuple[str, ...]:
+    """What a bench run scores unless told: every method, the Siril rows only where ``siril-cli`` is installed."""
+    return LEARNED + default_baselines() + ("mean",)
+
+
+def label_of(method: str) -> str:
+    """The row label of ``method``; Siril's rows name the installed version (``siril-cli --version``)."""
+    if method in SIRIL_BASELINES:
+        return siril_label(vst=method.endswith("-vst"))
+    return LABELS.get(method, method)
 
 
 class PeakRSS:
@@ -122,7 +137,10 @@ def denoise(method: str, scene: BenchScene, *, time_budget: float | None = None,
             homs = np.stack([full_to_packed_homography(h) for h in homs])
         works = [to_working(f, cfa)[0] for f in scene.frames]
         return mean_of_frames(works, homs), {}
-    return BASELINES[method](work, cfa is not None), {}
+    try:
+        return BASELINES[method](work, cfa is not None), {}
+    except NotApplicable as exc:
+        return None, {"note": f"n/a: {exc}"}
 
 
 def run_scene(scene: BenchScene, methods: list[str], *, time_budget: float | None = None, seed: int = 0,
@@ -142,9 +160,9 @@ def run_scene(scene: BenchScene, methods: list[str], *, time_budget: float | Non
                                                                   steps=steps))
         except Exception as exc:  # one failing method must not lose the others' rows
             log.exception("%s failed on %s", m, scene.name)
-            rows.append(dict(method=m, label=LABELS.get(m, m), note=f"failed: {exc}"))
+            rows.append(dict(method=m, label=label_of(m), note=f"failed: {exc}"))
             continue
-        row = dict(method=m, label=LABELS.get(m, m))
+        row = dict(method=m, label=label_of(m))
         if out is None:
             row["note"] = info.get("note", "n/a")
         else:

@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from .siril_baseline import children_cpu_seconds as _cpu_children
+from .siril_baseline import run_siril_denoise, siril_available, siril_label
 from .table import _num, markdown_table
 
 TILE, OVERLAP, BATCH = 256, 64, 4  # pipeline: tile 256, overlap max(32, tile // 4)
@@ -170,7 +172,6 @@ E2E_SHAPE = {True: (1536, 2048), False: (3072, 4096)}
 MEMORY_SHAPE = (4000, 6000)
 #: Training steps of the session models the end-to-end runs apply.
 E2E_STEPS = {True: 30, False: 150}
-SIRIL_CLI = Path("/opt/siril/bin/siril-cli")
 
 
 def speed_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -234,13 +235,6 @@ def apply_child(model: str, frame: str, out: str, t_start: float | None = None) 
             "noise_reduction": res.report.noise_reduction_overall}
 
 
-def _cpu_children() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def run_apply(model: Path, frame: Path, out: Path) -> dict:
     """:func:`apply_child` in a fresh subprocess; adds ``wall`` (the whole process) and ``cpu`` seconds."""
     code = ("import json; from siril_denoise.bench.speed import apply_child; "
@@ -249,41 +243,6 @@ def run_apply(model: Path, frame: Path, out: Path) -> dict:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
     return {**json.loads(res.stdout.strip().splitlines()[-1]), "wall": wall, "cpu": cpu}
-
-
-def _siril_seconds(text: str, what: str) -> float | None:
-    """Seconds from a Siril log line such as ``NL-Bayes execution time: 1 min 02 s`` (or ``... 9.71 s``)."""
-    import re
-
-    m = re.search(rf"{what} execution time:\s*(?:(\d+)\s*min\s*)?([\d.]+)\s*s", text)
-    if not m:
-        return None
-    return 60.0 * float(m.group(1) or 0) + float(m.group(2))
-
-
-def run_siril_denoise(frame: Path, workdir: Path, siril: Path = SIRIL_CLI) -> dict | None:
-    """Siril's own ``denoise`` (NL-Bayes, defaults) on ``frame`` with ``siril-cli``; None when Siril is absent.
-
-    Returns ``wall`` and ``cpu`` of the whole siril-cli process (start, load,
-    denoise, save) and ``denoise``, the NL-Bayes time Siril logs.
-    """
-    if not siril.exists():
-        return None
-    import os
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    script = workdir / "nlbayes.ssf"
-    script.write_text(f"requires 1.4.0\nload {frame.resolve()}\ndenoise\nsave {(workdir / 'nlbayes').resolve()}\n")
-    env = {**os.environ, "PATH": f"{siril.parent}:/usr/local/bin:/usr/bin:/bin"}
-    cpu0, t0 = _cpu_children(), time.perf_counter()
-    res = subprocess.run([str(siril), "-d", str(workdir), "-s", str(script.resolve())], capture_output=True,
-                         text=True, env=env)
-    wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
-    log = res.stdout + res.stderr
-    denoise = _siril_seconds(log, "NL-Bayes")
-    if res.returncode != 0 or denoise is None:
-        raise RuntimeError(f"siril-cli denoise failed (exit {res.returncode}): {log[-2000:]}")
-    return {"wall": wall, "cpu": cpu, "denoise": denoise, "seconds": denoise}
 
 
 def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) -> dict:
@@ -322,9 +281,10 @@ def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) ->
             rows.append({"label": f"siril-denoise apply, {net}", **r, "mpix_per_s": mp / r["seconds"]})
             tiling.append({"label": net, "max_abs_diff": trained_tiling_error(path, frame)})
         say(f"end to end: Siril NL-Bayes on {w}×{h}")
-        sr = run_siril_denoise(frame, tmp / "siril")
-        if sr is not None:
-            rows.append({"label": "Siril 1.4.4 denoise (NL-Bayes)", **sr, "mpix_per_s": mp / sr["denoise"]})
+        if siril_available():
+            sr = run_siril_denoise(frame, tmp / "siril")
+            sr.pop("output")  # a file in the temporary folder
+            rows.append({"label": siril_label(vst=False), **sr, "mpix_per_s": mp / sr["denoise"]})
         if not quick:
             mh, mw = MEMORY_SHAPE
             big = tmp / "big.fits"
