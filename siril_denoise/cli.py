@@ -30,8 +30,8 @@ from .console import Console, CtrlC, setup_logging, short_report, work_text
 from .errors import Cancelled, DenoiseError
 from .files import FileFrames, ImageFile, gather_inputs, refuse_existing
 from .flags import add_inference_flags, number, tile
-from .methods import METHODS, method_spec, single_image_methods
-from .usecases import Options
+from .methods import METHODS, default_single_image_method, method_spec, single_image_methods
+from .usecases import ZERO_SHOT, Options
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -39,6 +39,9 @@ EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
 DEFAULTS = Options()
+
+#: ``--method`` of denoise and demo: the single-image method measured best for the data (Options' ZERO_SHOT).
+AUTO_METHOD = "auto"
 
 
 # --------------------------------------------------------------------------
@@ -49,6 +52,11 @@ def _options(args: argparse.Namespace, **given: Any) -> Options:
     """The use cases' Options: each argument whose dest is an Options field, then ``given``."""
     values = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
     return Options(**{**values, **given}).check()
+
+
+def _image_choice(method: str) -> str:
+    """Options' ``choice`` for ``--method`` of denoise and demo: a method named, or :data:`ZERO_SHOT` for auto."""
+    return ZERO_SHOT if method == AUTO_METHOD else method
 
 
 def _announce(con: Console, opts: Options, method: str, what: str) -> Callable[[], None]:
@@ -63,10 +71,13 @@ def _announce(con: Console, opts: Options, method: str, what: str) -> Callable[[
 def cmd_denoise(args: argparse.Namespace, con: Console) -> int:
     """Train a single-image denoiser on one image and write the denoised image."""
     name = args.save_to_library if isinstance(args.save_to_library, str) else None
-    opts = _options(args, add_to_library=args.save_to_library is not None, name=name)
+    opts = _options(args, choice=_image_choice(args.method), add_to_library=args.save_to_library is not None,
+                    name=name)
     host = ImageFile(con, args.input, args.output, overwrite=args.overwrite)
     refuse_existing(opts.save_model, args.overwrite)
-    host.before_training = _announce(con, opts, opts.choice, host.src.name)
+    data, meta = host.read_image()
+    method, _ = usecases.single_image_method(opts, meta, usecases.cfa_mode(data.ndim, meta, opts.cfa))
+    host.before_training = _announce(con, opts, method, host.src.name)
     with host:
         outcome = usecases.denoise_image(host, opts)
     con.training_notes(outcome.result.model_metadata)
@@ -157,7 +168,7 @@ def cmd_demo(args: argparse.Namespace, con: Console) -> int:
     """Denoise a synthetic faint sub with known truth and score it."""
     from .demo import run_demo
 
-    run_demo(con, _options(args), size=args.size, out_dir=args.out)
+    run_demo(con, _options(args, choice=_image_choice(args.method)), size=args.size, out_dir=args.out)
     return EXIT_OK
 
 
@@ -263,9 +274,12 @@ def _add_steps(p: argparse.ArgumentParser) -> None:
 
 
 def _add_single_image_method(p: argparse.ArgumentParser) -> None:
-    """--method for denoise and demo: a method that trains on the image itself."""
-    p.add_argument("--method", dest="choice", choices=single_image_methods(), default=DEFAULTS.zero_shot,
-                   help=f"{_methods(single_image_methods())} (default {DEFAULTS.zero_shot})")
+    """--method for denoise and demo: auto (picked by the kind of data) or a method that trains on the image."""
+    sub, stack = (default_single_image_method(is_stack, None)[0] for is_stack in (False, True))
+    p.add_argument("--method", choices=(AUTO_METHOD, *single_image_methods()), default=AUTO_METHOD,
+                   help=f"{AUTO_METHOD} (default): {sub} for a single sub, {stack} for a stack (its noise is "
+                        "correlated by registration), as the header tells (STACKCNT, NCOMBINE, LIVETIME/EXPTIME); "
+                        f"{_methods(single_image_methods())}; a method named is used on any data")
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:

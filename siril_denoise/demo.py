@@ -34,7 +34,7 @@ class _Synthetic(Terminal):
 
 
 def run_demo(con: Console, opts: usecases.Options, *, size: int = 256, out_dir: Path | None = None) -> None:
-    """Train ``opts.choice`` (a single-image method) on a synthetic ``size`` x ``size`` sub; print the
+    """Train the single-image method of ``opts.choice`` on a synthetic ``size`` x ``size`` sub; print the
     report, the PSNR against the truth and the inference speed on tiles of ``opts.tile`` pixels.
 
     With ``out_dir``, demo_noisy/denoised/truth.fits and demo_model.onnx are
@@ -53,8 +53,9 @@ def run_demo(con: Console, opts: usecases.Options, *, size: int = 256, out_dir: 
     noisy, truth, stars = demo_frame(size)
     con.summary(f"Demo: a synthetic faint mono sub, {size}×{size} uint16, background SNR ≈ 2, "
                 f"{len(stars)} stars, noise-free truth known.")
-    work = work_text(opts.steps or method_spec(opts.choice).recipe.steps, opts.seed, opts.time_limit)
-    con.info(f"Training {opts.choice} on the image itself ({work}, {'GPU if available' if opts.use_gpu else 'CPU'})...")
+    method, _ = usecases.single_image_method(opts, None, None)  # a sub: its meta is None, as _Synthetic's
+    work = work_text(opts.steps or method_spec(method).recipe.steps, opts.seed, opts.time_limit)
+    con.info(f"Training {method} on the image itself ({work}, {'GPU if available' if opts.use_gpu else 'CPU'})...")
     with tempfile.TemporaryDirectory(prefix="siril-denoise-demo-") as tmp:
         model_path = (out_dir / "demo_model.onnx") if out_dir else Path(tmp) / "model.onnx"
         if model_path.exists():
@@ -83,7 +84,7 @@ def run_demo(con: Console, opts: usecases.Options, *, size: int = 256, out_dir: 
         from .io import write_image
 
         for name, data, what in (("demo_noisy.fits", noisy, "synthetic noisy sub"),
-                                 ("demo_denoised.fits", result.data, f"{opts.choice}, strength 1"),
+                                 ("demo_denoised.fits", result.data, f"{method}, strength 1"),
                                  ("demo_truth.fits", truth.astype(np.float32), "noise-free truth (ADU)")):
             write_image(out_dir / name, data, history=f"siril-denoise {__version__} demo: {what}", overwrite=True)
         con.summary(f"Wrote demo_noisy.fits, demo_denoised.fits, demo_truth.fits and demo_model.onnx to {out_dir}")

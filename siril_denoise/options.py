@@ -18,6 +18,9 @@ from .errors import InputError
 #: Smallest and largest inference tile side, in pixels.
 MIN_TILE, MAX_TILE = 32, 4096
 
+#: :attr:`Options.choice`: train the single-image method measured best for this kind of data.
+ZERO_SHOT = "zero-shot"
+
 
 @dataclass
 class Options:
@@ -25,10 +28,16 @@ class Options:
 
     What denoises:
         choice: ``"auto"`` (the best matching library model, else
-            ``zero_shot``), a single-image method name (trained on each image),
-            or ``"model:<library name or .onnx path>"``.
+            ``zero_shot``), :data:`ZERO_SHOT` (``"zero-shot"``: no library
+            model, the single-image method measured best for this kind of
+            data, trained on each image: ZS-N2N for a sub, Noise2Void for a
+            stack, see :func:`siril_denoise.usecases.single_image_method`), a
+            single-image method name (trained on each image, whatever the
+            data), or ``"model:<library name or .onnx path>"``.
         zero_shot: the single-image method ``"auto"`` falls back to when no
-            saved model fits; None: refuse with :class:`ModelError` instead.
+            saved model fits (its default, ZS-N2N, follows the kind of data
+            as :data:`ZERO_SHOT` does); None: refuse with :class:`ModelError`
+            instead.
         cfa: ``"auto"`` (the header's Bayer pattern, for 2-D data only),
             ``"none"``, or a pattern (RGGB, BGGR, GRBG, GBRG).
 

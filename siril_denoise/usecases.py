@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from .errors import Cancelled, DenoiseError, InputError, ModelError
-from .options import MAX_TILE, MIN_TILE, Options  # noqa: F401  (MAX_TILE, MIN_TILE: re-exported)
+from .options import MAX_TILE, MIN_TILE, ZERO_SHOT, Options  # noqa: F401  (MAX_TILE, MIN_TILE: re-exported)
 
 # --------------------------------------------------------------------------
 # What a host provides
@@ -365,6 +365,25 @@ def _label(method: str) -> str:
     return method_spec(method).label
 
 
+def single_image_method(opts: Options, meta: Any, cfa: str | None) -> tuple[str, str]:
+    """The single-image method ``opts`` trains on data of this ``meta`` and ``cfa``, and why ("": it was named).
+
+    A method named in ``opts.choice`` is trained on any data. :data:`ZERO_SHOT`,
+    and ``"auto"`` falling back to ``zero_shot``'s default, follow the kind of
+    data: :func:`siril_denoise.methods.default_single_image_method` for what
+    :func:`siril_denoise.stacks.stack_state` reads in ``meta`` (ZS-N2N for a
+    sub, Noise2Void for a stack). Another ``zero_shot`` is kept.
+    """
+    from .methods import default_single_image_method
+    from .stacks import stack_state
+
+    if opts.choice in single_image_methods():
+        return opts.choice, ""
+    if opts.choice != ZERO_SHOT and opts.zero_shot not in (None, default_single_image_method(False, None)[0]):
+        return opts.zero_shot, ""
+    return default_single_image_method(stack_state(meta)[0], cfa)
+
+
 # --------------------------------------------------------------------------
 # Use cases
 # --------------------------------------------------------------------------
@@ -411,7 +430,8 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
     A model asked for by name is used even when it was trained on other data
     (with a warning). ``"auto"`` takes the best usable library match, else
     ``opts.zero_shot``; with ``zero_shot`` None, :class:`ModelError` lists why
-    each model does not fit.
+    each model does not fit. :data:`ZERO_SHOT` looks at no library: it trains
+    the method :func:`single_image_method` picks for this kind of data.
     """
     from .library import format_matches
 
@@ -419,6 +439,10 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
     singles = single_image_methods()
     if choice in singles:
         return Denoiser(choice, None, choice)
+    if choice == ZERO_SHOT:
+        name, why = single_image_method(opts, meta, cfa)
+        host.log(f"Method {name}, picked for {why}.")
+        return Denoiser(name, None, name)
     library = library_for(host, opts)
     channels = channels_for(ndim, cfa)
     if choice.startswith("model:"):
@@ -429,7 +453,8 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
                          "Using it because you asked for it.", "warning")
         return Denoiser("model", path, path.stem)
     if choice != "auto":
-        raise InputError(f"Unknown method {choice!r}: use auto, a model name or one of {', '.join(singles)}.")
+        raise InputError(f"Unknown method {choice!r}: use auto, {ZERO_SHOT}, a model name or one of "
+                         f"{', '.join(singles)}.")
     matches = library.match(meta, channels=channels, cfa=cfa)
     usable = [m for m in matches if m.usable]
     if usable:
@@ -448,15 +473,8 @@ def pick_denoiser(host: Feedback, opts: Options, ndim: int, meta: Any, cfa: str 
                          "Train one on this session, or name a model.")
     for m in matches:
         host.log(f"Library model {m.entry.name} does not fit: {'; '.join(m.reasons)}")
-    from .methods import default_single_image_method
-    from .stacks import stack_state
-
-    # The default (Options' zero_shot, the measured method for a sub) follows the kind of data; a method
-    # the caller set is kept.
-    name, why = opts.zero_shot, ""
-    if name == default_single_image_method(False, None)[0]:
-        name, why = default_single_image_method(stack_state(meta)[0], cfa)
-        why = f" ({why})"
+    name, why = single_image_method(opts, meta, cfa)
+    why = f" ({why})" if why else ""
     host.log(f"No saved model fits this data; training {_label(name)} on it instead{why}.")
     return Denoiser(name, None, name)
 

@@ -126,6 +126,57 @@ def test_denoise_output_folder_gets_dn_suffix(trained, tmp_path, capsys, monkeyp
     assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
 
 
+STACK = {**HEADER, "STACKCNT": 12}
+
+
+def _spy_training(monkeypatch) -> dict:
+    """The engine's denoise_image records the method it is asked to train, then cancels."""
+    import siril_denoise.pipeline as pipeline
+
+    seen = {}
+
+    def spy(data, **kw):
+        seen.setdefault("methods", []).append(kw["method"])
+        raise Cancelled()
+
+    monkeypatch.setattr(pipeline, "denoise_image", spy)
+    return seen
+
+
+@pytest.mark.parametrize("header, method", [(STACK, "n2v"), (HEADER, "zsn2n")])
+def test_denoise_trains_the_method_for_the_kind_of_data_and_says_why(header, method, tmp_path, capsys,
+                                                                     monkeypatch):
+    from siril_denoise.methods import METHODS, default_single_image_method
+
+    seen = _spy_training(monkeypatch)
+    src = write_frames(tmp_path / "in", 1, size=64, header=header)[0]
+    rc, out, err = run(["denoise", src, "-o", tmp_path / "dn.fits", "--cpu", "--steps", 2], capsys)
+    assert rc == 130 and seen["methods"] == [method], err
+    assert f"Training {method} ({METHODS[method].network}) on light_000.fits (2 steps" in out
+    assert default_single_image_method(header is STACK, None)[1] in " ".join(out.split())
+
+
+def test_a_method_named_is_trained_on_a_stack(tmp_path, capsys, monkeypatch):
+    seen = _spy_training(monkeypatch)
+    src = write_frames(tmp_path / "in", 1, size=64, header=STACK)[0]
+    for method in ("zsn2n", "auto"):
+        rc, out, err = run(["denoise", src, "-o", tmp_path / "dn.fits", "--cpu", "--steps", 2, "--method", method],
+                           capsys)
+        assert rc == 130, err
+    assert seen["methods"] == ["zsn2n", "n2v"]
+    rc, out, _ = run(["denoise", "--help"], capsys)
+    assert "auto (default): zsn2n for a single sub, n2v for a stack" in " ".join(out.split())
+
+
+def test_quiet_denoise_of_a_stack_trains_n2v_and_says_nothing_more(tmp_path, capsys):
+    src = write_frames(tmp_path / "in", 1, size=64, header=STACK)[0]
+    rc, out, err = run(["-q", "denoise", src, "-o", tmp_path / "dn.fits", "--cpu", "--steps", 2], capsys)
+    assert rc == 0, err
+    assert f"siril-denoise {__version__}: n2v strength 1.00" in [str(h) for h in fits.getheader(
+        tmp_path / "dn.fits")["HISTORY"]]
+    assert [line.split(":")[0] for line in out.splitlines()] == [f"Wrote {tmp_path / 'dn.fits'}"]
+
+
 def test_nan_image_is_refused_clearly(tmp_path, capsys):
     data = faint_mono((64, 64), 1).frames[0].astype(np.float32) / 65535
     data[10, 10] = np.nan
@@ -436,19 +487,18 @@ def test_cli_imports_neither_the_pipeline_nor_training_and_stays_short():
 def test_defaults_are_the_options_defaults():
     from dataclasses import fields
 
-    from siril_denoise.usecases import Options
+    from siril_denoise.usecases import ZERO_SHOT, Options
 
     parser, defaults = cli.build_parser(), Options()
     for argv in (["denoise", "x.fits", "-o", "y.fits"], ["train", "x.fits"], ["apply", "x.fits", "-o", "d"],
                  ["auto", "--train-on", "a", "--apply-to", "b", "-o", "d"], ["demo"]):
         args = parser.parse_args(argv)
         given = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
-        assert len(given) >= 7, argv
+        assert len(given) >= 6, argv
         for name, value in given.items():
-            if name != "choice":  # denoise/demo: --method is the single-image method, Options' zero_shot
-                assert value == getattr(defaults, name), (argv, name)
-        if "choice" in given:
-            assert given["choice"] == defaults.zero_shot
+            assert value == getattr(defaults, name), (argv, name)
+        if argv[0] in ("denoise", "demo"):  # --method: auto, Options' ZERO_SHOT (the method for the data)
+            assert args.method == cli.AUTO_METHOD and cli._image_choice(args.method) == ZERO_SHOT
 
 
 def test_method_choices_come_from_the_registry(monkeypatch, capsys):
@@ -459,7 +509,7 @@ def test_method_choices_come_from_the_registry(monkeypatch, capsys):
     monkeypatch.setitem(methods.METHODS, "toy", dataclasses.replace(methods.METHODS["zsn2n"], name="toy",
                                                                     label="a toy method"))
     args = cli.build_parser().parse_args(["denoise", "x.fits", "-o", "y.fits", "--method", "toy"])
-    assert args.choice == "toy"
+    assert cli._image_choice(args.method) == "toy"
     rc, out, _ = run(["train", "--help"], capsys)
     assert rc == 0 and "toy: a toy method" in " ".join(out.split())
     rc, _, err = run(["train", "x.fits", "--net", "no_such_net"], capsys)

@@ -221,6 +221,27 @@ def test_a_model_asked_for_by_name_is_used_with_a_warning_when_it_does_not_fit(t
         usecases.pick_denoiser(host, Options(choice="bm3d"), 2, None, None)
 
 
+def test_zero_shot_trains_the_method_for_the_kind_of_data_and_says_why(tmp_path):
+    """ZERO_SHOT: ZS-N2N for a sub, N2V for a stack (what stack_state reads), never a library model."""
+    from siril_denoise.methods import default_single_image_method
+
+    _library_with(tmp_path)  # a model that fits: ZERO_SHOT does not look at it
+    for meta, stack in ((_camera_meta(), False), (_camera_meta(stackcnt=12), True),
+                        (_camera_meta(livetime=600.0, exposure=10.0), True)):
+        host = MemoryHost(tmp_path)
+        d = usecases.pick_denoiser(host, Options(choice=usecases.ZERO_SHOT), 2, meta, None)
+        name, why = default_single_image_method(stack, None)
+        assert (d.method, d.model) == (name, None) and d.method == ("n2v" if stack else "zsn2n")
+        assert why in host.text() and "library" not in host.text()
+    # A method named is trained on any data, without a reason.
+    host = MemoryHost(tmp_path)
+    assert usecases.pick_denoiser(host, Options(choice="zsn2n"), 2, _camera_meta(stackcnt=12), None).method == "zsn2n"
+    assert host.logs == []
+    assert usecases.single_image_method(Options(choice="nb2nb"), _camera_meta(stackcnt=12), None) == ("nb2nb", "")
+    assert usecases.single_image_method(Options(zero_shot="nb2nb"), _camera_meta(stackcnt=12), None) == ("nb2nb", "")
+    Options(choice=usecases.ZERO_SHOT).check()
+
+
 def test_choices_rank_models_then_single_image_methods(tmp_path):
     lib = _library_with(tmp_path)
     keys = [c.key for c in usecases.choices(lib, 2, _camera_meta())]
