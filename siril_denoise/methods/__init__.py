@@ -31,11 +31,14 @@ A method object holds its training data and offers
 The training loop (:mod:`siril_denoise.training`) is the same for all.
 
 Recipes were chosen by measurement (docs/benchmark.md, "Training: recipe
-sweep"). zsn2n: more steps on 64² crops beat fewer on 128² at a third of the
-cost. n2n: a 2-level U-Net of width 32 on 8 crops of 64² (+1 dB over BM3D-GAT
-on the faint 512² session at 800 steps, where width 16, bfloat16 or
-pixel-unshuffled variants lose 0.3-7 dB); its crops are at most 3/4 of the
-frame so that they fit in the overlap of dithered frames.
+sweep" and "Single image"). zsn2n: many steps on small crops beat fewer on
+large ones at equal cost (2400 × 24² reach 47.6 dB where 600 × 64² reach
+45.5 on the faint 512² sub), and 4 layers beat the paper's 2 by 1.2 dB.
+n2n: a 2-level U-Net of width 32 on 8 crops of 64², each target the mean of
+4 other frames (47.8 dB on the faint 512² session at 800 steps against 47.0
+with single targets; width 16, bfloat16 or pixel-unshuffled variants lose
+0.3-7 dB); its crops are at most 3/4 of the frame so that they fit in the
+overlap of dithered frames.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ from .registry import MethodSpec, Recipe, TrainingData
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec(
         name="zsn2n", label="Zero-shot: ZS-N2N (trained on this image)", single_image=True,
-        network="zsn2n", net_options={},
-        recipe=Recipe(steps=600, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
+        network="zsn2n", net_options={"depth": 4},
+        recipe=Recipe(steps=2400, batch=8, crop=24, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
     ),
     MethodSpec(
         name="nb2nb", label="Zero-shot: Neighbor2Neighbor (trained on this image)", single_image=True,
@@ -59,7 +62,7 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
         name="n2n", label="Noise2Noise across the frames of a session (trained on registered subs)",
         single_image=False, network="unet", net_options={"levels": 2, "features": 32},
         recipe=Recipe(steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8),
-        min_frames=2, crop_fraction=0.75,
+        min_frames=2, crop_fraction=0.75, method_options={"targets": 4},
     ),
     MethodSpec(
         name="n2v", label="Zero-shot: Noise2Void, blind-spot N2V2 (trained on this image)", single_image=True,
@@ -68,7 +71,7 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     ),
     MethodSpec(
         name="self2self",
-        label="Zero-shot: Self2Self (trained on this image; slow: ~6x ZS-N2N's time, 10 network passes per pixel)",
+        label="Zero-shot: Self2Self (trained on this image; slow: ~2x ZS-N2N's time, 10 network passes per pixel)",
         single_image=True, network="s2s", net_options={"levels": 2, "features": 32, "ensemble": 10},
         recipe=Recipe(steps=400, batch=8, crop=64, lr=1e-3, eval_interval=50, patience=20, val_batches=8),
     ),
@@ -100,12 +103,12 @@ def default_single_image_method(is_stack: bool | None, cfa: str | None) -> tuple
     by kind of data"), at each method's default steps on a 2-core CPU:
 
     - a sub, mono or raw CFA (``is_stack`` False or None; ``cfa`` the Bayer
-      pattern or None): ZS-N2N. On the faint 256² sub it reaches 45.9 dB
-      stretched in its 600 steps, N2V 45.4 dB at 300 steps in about the
-      same time, Self2Self 46.6 dB at 300 steps in ~2.5× the time (another
-      noise draw of the same scene: ±0.2 dB); Siril's NL-Bayes 46.2 dB. On
-      the raw Seestar frame it lowers the noise 10× and keeps the
-      measurable stars' flux (+0.3 %).
+      pattern or None): ZS-N2N with a 4-layer net on 2400 steps of 24²
+      crops. On the faint 512² sub (the bench's faint scene, frame 0) it
+      reaches 47.6 dB stretched in ~100 s of one CPU thread, over Siril's
+      NL-Bayes (46.2 dB; ``denoise -vst`` 47.3) and BM3D-GAT (47.1);
+      Self2Self 47.0 dB in twice the time, NB2NB 46.6 dB in 8×, N2V 44.7.
+      Its net costs 125 kFLOP a pixel at inference, the U-Nets 222.
     - a stack: Noise2Void. A registered stack's noise is correlated by the
       interpolation, and ZS-N2N learns to keep it: on a registered test
       stack (RGB 192², correlation 0.22) ZS-N2N lowered it 1.16× (44.8 dB
