@@ -662,7 +662,8 @@ def train_on_frames(
             homographies = register(works, progress=_registration_eta(progress, network, works[0].shape[0], cfg, time_budget),
                                     should_cancel=should_cancel)
     m = spec.build(TrainingData(works, norm, homographies if not spec.single_image else None, validation_frame,
-                                should_cancel, {**spec.method_options, **(recipe or {}).get("method_options", {})}))
+                                should_cancel, {**spec.method_options, **(recipe or {}).get("method_options", {})},
+                                info.cfa_pattern))
     extra = dict(getattr(m, "metadata", {}))
     cfg.crop = _fit_crop(cfg.crop, works[0].shape[1:], getattr(network, "multiple", 1), spec.crop_fraction)
     result = train(network, m, cfg, progress=_sub(progress, 0.05, 0.95), should_cancel=should_cancel,

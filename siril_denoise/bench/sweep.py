@@ -33,7 +33,7 @@ from .scenes import make_bench_scene
 from .table import _num, _pct, markdown_table
 
 NET_KEYS = ("levels", "features", "unshuffle", "depth")
-METHOD_KEYS = ("targets",)
+METHOD_KEYS = ("targets", "cfa_targets")
 #: SPECs that score a baseline instead of training: SPEC -> bench method name.
 BASELINE_SPECS = {"bm3d": "bm3d", "siril": "siril-nlbayes", "siril-vst": "siril-nlbayes-vst"}
 COLUMNS = [("PSNR str dB", "psnr_stretched", _num(".2f")), ("sky err ↓", "sky_error_reduction", _num(".1f")),

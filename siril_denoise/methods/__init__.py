@@ -37,8 +37,12 @@ large ones at equal cost (2400 × 24² reach 47.6 dB where 600 × 64² reach
 n2n: a 2-level U-Net of width 32 on 8 crops of 64², each target the mean of
 4 other frames (47.8 dB on the faint 512² session at 800 steps against 47.0
 with single targets; width 16, bfloat16 or pixel-unshuffled variants lose
-0.3-7 dB); its crops are at most 3/4 of the frame so that they fit in the
-overlap of dithered frames.
+0.3-7 dB). On raw Bayer sessions averaged targets measured worse (33.1 dB
+against 33.5 on the bench's Bayer session; 1.15× lower noise against 1.69×
+in the tests' 96² session): half-pixel shifts of the packed planes make
+warped stars inexact, so packed CFA frames keep one target each. Its crops
+are at most 3/4 of the frame so that they fit in the overlap of dithered
+frames.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
         name="n2n", label="Noise2Noise across the frames of a session (trained on registered subs)",
         single_image=False, network="unet", net_options={"levels": 2, "features": 32},
         recipe=Recipe(steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8),
-        min_frames=2, crop_fraction=0.75, method_options={"targets": 4},
+        min_frames=2, crop_fraction=0.75, method_options={"targets": 4, "cfa_targets": 1},
     ),
     MethodSpec(
         name="n2v", label="Zero-shot: Noise2Void, blind-spot N2V2 (trained on this image)", single_image=True,

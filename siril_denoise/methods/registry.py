@@ -92,6 +92,8 @@ class TrainingData:
         should_cancel: polled during long preparations.
         options: the method's own options (:attr:`MethodSpec.method_options`
             with the run's overrides), e.g. n2n's ``targets``.
+        cfa: the Bayer pattern when ``frames`` are packed raw CFA planes,
+            else None.
     """
 
     frames: list[np.ndarray]
@@ -100,6 +102,7 @@ class TrainingData:
     validation_frame: int | None = None
     should_cancel: Callable[[], bool] | None = None
     options: dict = field(default_factory=dict)
+    cfa: str | None = None
 
 
 @dataclass(frozen=True)
