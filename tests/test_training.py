@@ -101,17 +101,27 @@ def test_training_is_repeatable_with_a_seed():
     assert torch.equal(states[0], states[1])
 
 
+def _weights(net) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
+
+
+def _train_tiny(**cfg):
+    """A seeded ZS-N2N net trained on the test image: (weights before, weights after, result)."""
+    x, norm = _image()
+    torch.manual_seed(3)
+    net = build_network("zsn2n", 1)
+    before = _weights(net)
+    r = train(net, ZeroShotN2N([x], norm), TrainConfig(crop=32, batch=2, warmup_steps=1, time_budget=None, seed=5,
+                                                      **cfg))
+    return before, _weights(net), r
+
+
 def test_grad_clip_zero_means_no_clipping():
     """grad_clip=0 is documented as "no clipping": the weights must still move (clipping at 0 would freeze them)."""
-    x, norm = _image()
     moved = {}
     for clip in (0.0, 1e9):
-        torch.manual_seed(3)
-        net = build_network("zsn2n", 1)
-        before = torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
-        train(net, ZeroShotN2N([x], norm), TrainConfig(max_steps=6, crop=32, batch=2, eval_interval=3, warmup_steps=1,
-                                                      grad_clip=clip, time_budget=None, seed=5))
-        moved[clip] = torch.cat([p.detach().flatten() for p in net.parameters()]) - before
+        before, after, _ = _train_tiny(max_steps=6, eval_interval=3, grad_clip=clip)
+        moved[clip] = after - before
     assert float(moved[0.0].abs().max()) > 0
     assert torch.allclose(moved[0.0], moved[1e9])
 
@@ -159,17 +169,10 @@ def test_learning_rate_schedule_warms_up_then_decays_to_the_floor():
 
 def test_ema_returns_the_average_of_the_weights_not_the_last_ones():
     """With ``ema`` the run returns (and scores) the moving average: it differs from the plain run's last
-    weights, lies between the start and the end, and the plain run (ema=0) is unchanged by the option."""
-    x, norm = _image()
+    weights and lags behind them, closer to the start."""
     final = {}
     for ema in (0.0, 0.9):
-        torch.manual_seed(3)
-        net = build_network("zsn2n", 1)
-        start = torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
-        r = train(net, ZeroShotN2N([x], norm), TrainConfig(max_steps=30, crop=32, batch=2, eval_interval=30,
-                                                           warmup_steps=1, patience=100, ema=ema, seed=5))
+        start, final[ema], r = _train_tiny(max_steps=30, eval_interval=30, patience=100, ema=ema)
         assert r.best_step == 30  # the last evaluation wins on this easy image: compare the final weights
-        final[ema] = torch.cat([p.detach().flatten() for p in net.parameters()])
     assert not torch.allclose(final[0.0], final[0.9])
-    # the average lags behind: closer to the start than the last weights are
     assert float((final[0.9] - start).norm()) < float((final[0.0] - start).norm())
