@@ -34,9 +34,10 @@ Recipes were chosen by measurement (docs/benchmark.md, "Training: recipe
 sweep" and "Single image"). zsn2n: many steps on small crops beat fewer on
 large ones at equal cost (2400 × 24² reach 47.6 dB where 600 × 64² reach
 45.5 on the faint 512² sub), and 4 layers beat the paper's 2 by 1.2 dB.
-n2n: a 2-level U-Net of width 32 on 8 crops of 64², each target the mean of
-4 other frames (47.8 dB on the faint 512² session at 800 steps against 47.0
-with single targets; width 16, bfloat16 or pixel-unshuffled variants lose
+n2n: a 2-level U-Net of width 32 on 1000 steps of 8 crops of 48², each target
+the mean of 4 other frames (48.0 dB on the faint 512² session at seed 0 in
+about half the time of 800 steps of 64², which gave 47.8; 47.0 with single
+targets; width 16, bfloat16 or pixel-unshuffled variants lose
 0.3-7 dB). On raw Bayer sessions averaged targets measured worse (33.1 dB
 against 33.5 on the bench's Bayer session; 1.15× lower noise against 1.69×
 in the tests' 96² session): half-pixel shifts of the packed planes make
@@ -65,7 +66,7 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec(
         name="n2n", label="Noise2Noise across the frames of a session (trained on registered subs)",
         single_image=False, network="unet", net_options={"levels": 2, "features": 32},
-        recipe=Recipe(steps=800, batch=8, crop=64, lr=1e-3, eval_interval=100, patience=15, val_batches=8),
+        recipe=Recipe(steps=1000, batch=8, crop=48, lr=1e-3, eval_interval=100, patience=15, val_batches=8),
         min_frames=2, crop_fraction=0.75, method_options={"targets": 4, "cfa_targets": 1},
     ),
     MethodSpec(
