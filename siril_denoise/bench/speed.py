@@ -1,7 +1,8 @@
 """Speed and memory: our ``apply`` end to end next to Siril's NL-Bayes, the networks alone, training time.
 
 * End to end (:func:`end_to_end`): ``apply`` of a briefly trained session
-  model (the default network, and the U-Net) on a 4096×3072 faint 16-bit
+  model (n2n's default network, the 3-level U-Net it replaced, and the
+  zero-shot default for one image, ZS-N2N) on a 4096×3072 faint 16-bit
   mono frame in a fresh process, read to written, with the seconds of each
   stage; Siril 1.4.4's ``denoise`` (NL-Bayes) on the same frame when
   ``siril-cli`` is installed; the peak RSS of ``apply`` on 6000×4000; and
@@ -189,8 +190,11 @@ def speed_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.pad(tile, ((0, height - side), (0, width - side)), mode="symmetric")
 
 
-def session_model(path: Path, net: str | None, steps: int, seed: int = 0, recipe: dict | None = None) -> dict:
-    """Train Noise2Noise (``net``; None: the default network) on a 4-frame faint 256² session, save it at ``path``.
+def session_model(path: Path, net: str | None, steps: int, seed: int = 0, recipe: dict | None = None,
+                  method: str = "n2n") -> dict:
+    """Train ``method`` (``net``; None: its default network) on a 4-frame faint 256² session, save it at ``path``.
+
+    A single-image method (``zsn2n``...) trains on the session's first frame alone.
 
     ``recipe``: overrides of the pipeline's recipe (e.g. ``{"net_options": {"levels": 3}}``).
 
@@ -202,9 +206,14 @@ def session_model(path: Path, net: str | None, steps: int, seed: int = 0, recipe
     from siril_denoise.pipeline import train_on_frames
     from siril_denoise.synthetic import faint_mono
 
+    from siril_denoise.methods import METHODS
+
     s = faint_mono(256, seed=seed + 1, n_frames=4, dither=4)
+    frames, homographies = list(s.frames), list(s.homographies)
+    if METHODS[method].single_image:
+        frames, homographies = frames[:1], homographies[:1]
     with tempfile.TemporaryDirectory(prefix="siril-denoise-speed-model-") as tmp:
-        m = train_on_frames(list(s.frames), homographies=list(s.homographies), method="n2n", net=net,
+        m = train_on_frames(frames, homographies=homographies, method=method, net=net,
                             max_steps=steps, use_gpu=False, out_dir=tmp, seed=seed, recipe=recipe)
         shutil.copyfile(m.onnx_path, path)
     return m.metadata
@@ -248,30 +257,39 @@ def run_apply(model: Path, frame: Path, out: Path) -> dict:
 def end_to_end(*, quick: bool, progress: Callable[[str], None] | None = None) -> dict:
     """Our ``apply`` (read → write) next to Siril's NL-Bayes, and the peak RSS of ``apply`` on 6000×4000.
 
-    The default Noise2Noise network and the 3-level U-Net (when the default
-    is another one), each briefly trained on a synthetic session, are
-    applied to the same faint 16-bit mono frame, alternating with Siril so
+    The default Noise2Noise network, the 3-level U-Net it replaced (when the
+    default is another one) and the zero-shot default for one image
+    (``zsn2n``), each briefly trained on a synthetic session or its first
+    frame, are applied to the same faint 16-bit mono frame, alternating with Siril so
     that load changes on a shared machine hit both alike. Returns
     ``{"rows", "memory", "tiling", "shape"}``.
     """
     from siril_denoise.io import write_image
-    from siril_denoise.methods import METHODS
+    from siril_denoise.methods import METHODS, default_single_image_method
 
     say = progress or (lambda m: None)
-    default = METHODS["n2n"].network
-    options = METHODS["n2n"].net_options
-    nets = {default + "".join(f" {k}={v}" for k, v in options.items()) + " (default)": (default, None)}
-    if default != "unet" or options.get("levels", 3) != 3 or options.get("features", 32) != 32:
-        nets["unet, 3 levels of width 32 (before)"] = ("unet", {"net_options": {"levels": 3, "features": 32}})
+
+    def label(method: str) -> str:
+        spec = METHODS[method]
+        return spec.network + "".join(f" {k}={v}" for k, v in spec.net_options.items())
+
+    session = "n2n"
+    sub, _ = default_single_image_method(is_stack=False, cfa=None)
+    nets = {label(session) + f" ({session} default)": (session, None, None),
+            label(sub) + f" ({sub}, the default for one sub)": (sub, None, None)}
+    options = METHODS[session].net_options
+    if METHODS[session].network != "unet" or options.get("levels", 3) != 3 or options.get("features", 32) != 32:
+        before = {"net_options": {"levels": 3, "features": 32}}
+        nets[f"unet, 3 levels of width 32 ({session} before)"] = (session, "unet", before)
     h, w = E2E_SHAPE[quick]
     rows, memory, tiling = [], [], []
     with tempfile.TemporaryDirectory(prefix="siril-denoise-e2e-") as tmp:
         tmp = Path(tmp)
         models = {}
-        for k, (label, (net, recipe)) in enumerate(nets.items()):
-            say(f"end to end: training a session model, {label} ({E2E_STEPS[quick]} steps)")
-            models[label] = tmp / f"model{k}.onnx"
-            session_model(models[label], net, E2E_STEPS[quick], recipe=recipe)
+        for k, (name, (method, net, recipe)) in enumerate(nets.items()):
+            say(f"end to end: training a model, {name} ({E2E_STEPS[quick]} steps)")
+            models[name] = tmp / f"model{k}.onnx"
+            session_model(models[name], net, E2E_STEPS[quick], recipe=recipe, method=method)
         frame = tmp / "frame.fits"
         write_image(frame, speed_frame(h, w))
         mp = h * w / 1e6
