@@ -142,4 +142,4 @@ def test_sweep_specs_become_pipeline_recipes():
     from siril_denoise.bench.sweep import parse_spec
 
     r = parse_spec("levels=2,features=32,steps=800,lr=1e-3,crop=64,bf16=1")
-    assert r == {"max_steps": 800, "lr": 1e-3, "crop": 64, "bf16": True, "net_options": {"levels": 2, "features": 32}}
+    assert r == {"max_steps": 800, "lr": 1e-3, "crop": 64, "bf16": 1.0, "net_options": {"levels": 2, "features": 32}}

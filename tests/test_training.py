@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from siril_denoise import library, synthetic
+from siril_denoise import library, synthetic, training
 from siril_denoise.errors import Cancelled
 from siril_denoise.methods import nb2nb, zsn2n
 from siril_denoise.methods.nb2nb import Neighbor2Neighbor
 from siril_denoise.methods.zsn2n import ZeroShotN2N
 from siril_denoise.networks import NETWORKS, build_network
 from siril_denoise.noise import Normaliser, estimate_noise_model
-from siril_denoise.training import TrainConfig, get_lr, train
+from siril_denoise.training import TrainConfig, get_lr, keeps_final, train
 
 
 def _image(seed=0, size=64):
@@ -176,3 +176,60 @@ def test_ema_returns_the_average_of_the_weights_not_the_last_ones():
         assert r.best_step == 30  # the last evaluation wins on this easy image: compare the final weights
     assert not torch.allclose(final[0.0], final[0.9])
     assert float((final[0.9] - start).norm()) < float((final[0.0] - start).norm())
+
+
+def test_keeps_final_unless_the_final_weights_give_back_much_of_the_gain():
+    assert keeps_final(last=1.8, best=1.7, untouched=2.9)  # a wandering held-out loss: keep the last weights
+    assert not keeps_final(last=2.5, best=1.7, untouched=2.9)  # two thirds of the gain lost: keep the best
+    assert not keeps_final(last=3.1, best=2.9, untouched=2.9)  # no gain at all: keep the (starting) best
+
+
+class _ScoredByEvaluation(ZeroShotN2N):
+    """Held-out losses scripted per evaluation: ``schedule[k]`` at evaluation k, on every batch."""
+
+    def __init__(self, *a, schedule, **k):
+        super().__init__(*a, **k)
+        self.schedule, self.batch, self.evaluation = schedule, 0, 0
+
+    def val_loss(self, net, batch):
+        k = min(self.evaluation, len(self.schedule) - 1)
+        self.batch = (self.batch + 1) % 8  # val_batches
+        self.evaluation += self.batch == 0
+        return torch.tensor(1.0 + self.schedule[k])
+
+
+@pytest.mark.parametrize("last, kept", [(-0.5, 12), (-0.2, 6)])
+def test_a_finished_run_keeps_its_final_weights_unless_they_are_clearly_worse(last, kept):
+    """Evaluations of the identity, the start and steps 3, 6, 9, 12: the best is step 6 (gain 0.6 over the
+    input). A final loss 0.1 above it keeps the final weights; one 0.4 above it keeps step 6's."""
+    x, norm = _image()
+    schedule = [0.0, 0.0, -0.3, -0.6, -0.5, last]
+    method = _ScoredByEvaluation([x], norm, schedule=schedule)
+    r = train(build_network("zsn2n", 1), method,
+              TrainConfig(max_steps=12, crop=32, batch=2, eval_interval=3, val_batches=8, patience=100, seed=1))
+    assert r.stopped == "max_steps" and r.steps == 12
+    assert r.best_step == kept
+
+
+class _RecordsPrecision(ZeroShotN2N):
+    """Notes, at each training step, whether the loss ran under bfloat16 autocast."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.bf16 = []
+
+    def loss(self, net, batch):
+        if net.training:
+            self.bf16.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return super().loss(net, batch)
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_bf16_covers_the_first_fraction_of_the_steps_only_where_the_cpu_has_it(hardware, monkeypatch):
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: hardware)
+    x, norm = _image()
+    method = _RecordsPrecision([x], norm)
+    net = build_network("zsn2n", 1)
+    train(net, method, TrainConfig(max_steps=10, crop=32, batch=2, eval_interval=5, bf16=0.6, device="cpu"))
+    assert method.bf16 == ([True] * 6 + [False] * 4 if hardware else [False] * 10)
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in net.parameters())  # exported as usual

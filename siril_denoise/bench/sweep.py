@@ -59,8 +59,10 @@ def parse_spec(spec: str) -> dict:
             except ValueError:
                 v = float(value)
         key = "max_steps" if key == "steps" else key
-        if key in ("bf16", "unshuffle"):
+        if key == "unshuffle":
             v = bool(v)
+        elif key == "bf16":  # a fraction of the steps; true/false mean all/none
+            v = float(v)
         (net if key in NET_KEYS else method if key in METHOD_KEYS else recipe)[key] = v
     if net:
         recipe["net_options"] = net

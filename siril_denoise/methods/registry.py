@@ -37,6 +37,9 @@ class Recipe:
         patience: validations without improvement before stopping early.
         val_batches: held-out batches per validation (fixed, drawn once).
         grad_clip: largest gradient norm (0: no clipping).
+        bf16: the first fraction (0..1) of the steps under bfloat16 autocast
+            on CPUs that compute bfloat16 in hardware (float32 elsewhere and
+            on GPUs, which use their own mixed precision).
     """
 
     steps: int
@@ -47,6 +50,7 @@ class Recipe:
     patience: int
     val_batches: int
     grad_clip: float = 1.0
+    bf16: float = 0.0
 
     def train_config(self, overrides: dict | None = None, *, max_steps: int | None = None, **run) -> TrainConfig:
         """The :class:`~siril_denoise.training.TrainConfig` of one run.
