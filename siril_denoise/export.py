@@ -141,10 +141,13 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
                 opset: int = 17, check: bool = True) -> ExportReport:
     """Export ``net`` to an ONNX file at ``path`` with dynamic batch, height and width.
 
-    Uses the torch.export-based ("dynamo") exporter, torch's default and
-    maintained path; if it raises, falls back to the legacy TorchScript
-    exporter. Both give the same graph for conv / pool / upsample / concat /
-    LeakyReLU networks. The caller's network is not modified (a CPU copy in
+    Uses torch's TorchScript exporter first: in a fresh process it exports
+    the 2-level U-Net in 1.1 s, where the torch.export-based ("dynamo")
+    exporter takes 8.2 s (torch 2.13, CPU), and every training run and
+    zero-shot denoise pays that once. torch deprecates the TorchScript
+    exporter, so when it is missing or raises, or its graph fails the parity
+    check, the dynamo exporter is used. Both give the same graph for conv /
+    pool / upsample / concat / LeakyReLU networks. The caller's network is not modified (a CPU copy in
     eval mode is exported).
 
     Args:
@@ -180,26 +183,31 @@ def export_onnx(net: Any, path: str | os.PathLike, *, channels: int, metadata: d
     side = multiple * max(2, -(-32 // multiple))
     example = torch.randn(2, channels, side, side + multiple * max(1, -(-8 // multiple)))
 
-    try:
-        model, exporter = _export_dynamo(net, example, opset), "dynamo"
-    except Exception as exc:  # e.g. onnxscript missing, an op torch.export cannot trace
-        log.warning("The dynamo ONNX exporter failed (%s); using the TorchScript exporter.", exc)
+    failures, mismatch = [], None
+    for exporter, export in (("torchscript", _export_torchscript), ("dynamo", _export_dynamo)):
         try:
-            model, exporter = _export_torchscript(net, example, opset), "torchscript"
-        except Exception as exc2:
-            raise ModelError(f"Could not export the network to ONNX: {exc2}") from exc2
-
-    write_metadata(model, meta_json)
-    data = model.SerializeToString()
-    file_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
-
-    worst, shapes = None, []
-    if check:
-        worst, shapes = _parity(data, net, channels, multiple)
-        log.info("ONNX parity: max relative error %.2e over %s", worst, shapes)
-        if not worst <= PARITY_TOLERANCE:
+            model = export(net, example, opset)
+        except Exception as exc:  # e.g. a torch without the TorchScript exporter, onnxscript missing
+            log.warning("The %s ONNX exporter failed (%s).", exporter, exc)
+            failures.append(f"{exporter}: {exc}")
+            continue
+        write_metadata(model, meta_json)
+        data = model.SerializeToString()
+        file_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+        worst, shapes = None, []
+        if check:
+            worst, shapes = _parity(data, net, channels, multiple)
+            log.info("ONNX parity (%s exporter): max relative error %.2e over %s", exporter, worst, shapes)
+            if not worst <= PARITY_TOLERANCE:
+                mismatch = worst
+                failures.append(f"{exporter}: relative error {worst:.2e}")
+                continue
+        break
+    else:
+        if mismatch is not None:
             raise ModelError(f"The exported model does not match the trained network "
-                             f"(relative error {worst:.2e} > {PARITY_TOLERANCE:.0e}); nothing was saved.")
+                             f"(relative error {mismatch:.2e} > {PARITY_TOLERANCE:.0e}); nothing was saved.")
+        raise ModelError(f"Could not export the network to ONNX ({'; '.join(failures)}).")
     try:
         write_atomic(path, data)
     except OSError as exc:
